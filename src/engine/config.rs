@@ -1,0 +1,158 @@
+//! The repository config object (`config`, JSON). Format: docs/FORMAT.md, "config".
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{Error, Result};
+use super::id::BlobKey;
+
+/// The repository format version this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Chunking parameters, fixed at `init`.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ChunkerParams {
+    pub min_size: u32,
+    pub avg_size: u32,
+    pub max_size: u32,
+}
+
+impl ChunkerParams {
+    /// min = avg/4, max = avg*4, as for the default 256 KiB / 1 MiB / 4 MiB.
+    pub fn from_avg(avg: u32) -> Result<Self> {
+        let p = ChunkerParams {
+            min_size: avg / 4,
+            avg_size: avg,
+            max_size: avg.saturating_mul(4),
+        };
+        p.validate()?;
+        Ok(p)
+    }
+
+    /// The limits of fastcdc's v2020 chunker, and evenness it requires.
+    pub fn validate(&self) -> Result<()> {
+        use fastcdc::v2020::{
+            AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MAX, MAXIMUM_MIN, MINIMUM_MAX, MINIMUM_MIN,
+        };
+        let (min, avg, max) = (
+            self.min_size as usize,
+            self.avg_size as usize,
+            self.max_size as usize,
+        );
+        let ok = (MINIMUM_MIN..=MINIMUM_MAX).contains(&min)
+            && (AVERAGE_MIN..=AVERAGE_MAX).contains(&avg)
+            && (MAXIMUM_MIN..=MAXIMUM_MAX).contains(&max)
+            && min <= avg
+            && avg <= max
+            && min % 2 == 0
+            && avg % 2 == 0
+            && max % 2 == 0;
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Invalid(format!(
+                "chunk sizes min {min} / avg {avg} / max {max} are out of range (average must be \
+                 between {AVERAGE_MIN} and {} bytes)",
+                MAXIMUM_MAX / 4
+            )))
+        }
+    }
+}
+
+impl Default for ChunkerParams {
+    fn default() -> Self {
+        ChunkerParams {
+            min_size: 256 * 1024,
+            avg_size: 1024 * 1024,
+            max_size: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// The contents of the `config` object.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RepoConfig {
+    /// Always "yester".
+    pub format: String,
+    pub version: u32,
+    /// Random repository id (hex).
+    pub id: String,
+    /// Creation time, RFC 3339.
+    pub created: String,
+    /// Always "fastcdc-v2020".
+    pub chunker: String,
+    pub chunk_sizes: ChunkerParams,
+    /// zstd level for blobs.
+    pub compression_level: i32,
+    /// Target size of pack files in bytes.
+    pub pack_size: u32,
+    /// Key for blob ids (hex, 32 bytes).
+    pub blob_key: String,
+}
+
+/// Default target size of a pack file.
+pub const DEFAULT_PACK_SIZE: u32 = 16 * 1024 * 1024;
+
+impl RepoConfig {
+    /// A config for a new repository.
+    pub fn new(chunk_sizes: ChunkerParams, compression_level: i32) -> Result<Self> {
+        chunk_sizes.validate()?;
+        if !(1..=19).contains(&compression_level) {
+            return Err(Error::Invalid(format!(
+                "compression level {compression_level} out of range (1-19)"
+            )));
+        }
+        let mut id = [0u8; 16];
+        getrandom::fill(&mut id).map_err(|e| Error::Invalid(format!("random: {e}")))?;
+        Ok(RepoConfig {
+            format: "yester".into(),
+            version: FORMAT_VERSION,
+            id: hex::encode(id),
+            created: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            chunker: "fastcdc-v2020".into(),
+            chunk_sizes,
+            compression_level,
+            pack_size: DEFAULT_PACK_SIZE,
+            blob_key: hex::encode(BlobKey::random()?.0),
+        })
+    }
+
+    /// Parse and validate the config bytes; `object` names the file for errors.
+    pub fn decode(bytes: &[u8], object: &str) -> Result<Self> {
+        let v: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| Error::corrupt(object, e))?;
+        if v.get("format").and_then(|f| f.as_str()) != Some("yester") {
+            return Err(Error::corrupt(object, "not a yester config"));
+        }
+        let version = v.get("version").and_then(|x| x.as_u64()).unwrap_or(0);
+        if version != u64::from(FORMAT_VERSION) {
+            return Err(Error::UnsupportedVersion {
+                object: object.to_string(),
+                found: u32::try_from(version).unwrap_or(u32::MAX),
+                supported: FORMAT_VERSION,
+            });
+        }
+        let c: RepoConfig = serde_json::from_value(v).map_err(|e| Error::corrupt(object, e))?;
+        if c.chunker != "fastcdc-v2020" {
+            return Err(Error::corrupt(
+                object,
+                format!("unknown chunker {:?}", c.chunker),
+            ));
+        }
+        c.chunk_sizes
+            .validate()
+            .map_err(|e| Error::corrupt(object, e))?;
+        if !(1024..=1 << 30).contains(&c.pack_size) {
+            return Err(Error::corrupt(object, "pack_size out of range"));
+        }
+        c.key().map_err(|e| Error::corrupt(object, e))?;
+        Ok(c)
+    }
+
+    /// The blob-id key.
+    pub fn key(&self) -> Result<BlobKey> {
+        let mut k = [0u8; 32];
+        hex::decode_to_slice(&self.blob_key, &mut k)
+            .map_err(|_| Error::Invalid("blob_key is not 64 hex digits".into()))?;
+        Ok(BlobKey(k))
+    }
+}

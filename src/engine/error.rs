@@ -1,0 +1,84 @@
+//! Errors of the storage engine.
+//!
+//! Policy: every error names the object or path it concerns, so the CLI can print one clear
+//! line. Data read from disk is never trusted: decoding failures are `Corrupt`, not panics.
+
+use std::path::PathBuf;
+
+/// Result alias for the engine.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An I/O error on a named file or object.
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The storage ran out of space; nothing partial was made visible.
+    #[error("{path}: no space left on device (nothing was committed; free space and run again)")]
+    NoSpace { path: String },
+    /// The path does not hold a yester repository.
+    #[error("{0}: not a yester repository (no config; create one with `yester init`)")]
+    NotARepository(PathBuf),
+    /// `init` on a path that already holds something.
+    #[error("{0}: already exists and is not empty; refusing to initialise a repository there")]
+    AlreadyExists(PathBuf),
+    /// The repository was written by a format this build does not read.
+    #[error("{object}: repository format version {found} is not supported (this yester reads version {supported})")]
+    UnsupportedVersion {
+        object: String,
+        found: u32,
+        supported: u32,
+    },
+    /// Bytes read from the repository do not decode or do not match their checksum.
+    #[error("{object}: corrupt: {what}")]
+    Corrupt { object: String, what: String },
+    /// A blob the repository should have is not in the index.
+    #[error("blob {0} is missing from the repository index")]
+    MissingBlob(String),
+    /// A user-supplied name that matched nothing.
+    #[error("{0}")]
+    NotFound(String),
+    /// A user-supplied name that matched more than one thing.
+    #[error("{0}")]
+    Ambiguous(String),
+    /// A bad argument value.
+    #[error("{0}")]
+    Invalid(String),
+    /// The repository is locked by a live process.
+    #[error("repository is locked: {0}")]
+    Locked(String),
+    /// The repository is locked by a process that no longer exists.
+    #[error("repository has a stale lock: {0}; if no yester process is running, remove it with `yester unlock`")]
+    StaleLock(String),
+    /// A restore target exists and `--overwrite` was not given.
+    #[error("{0}: already exists; refusing to overwrite (use --overwrite)")]
+    WouldOverwrite(PathBuf),
+}
+
+impl Error {
+    /// Wrap an I/O error with the path or object it concerns; ENOSPC becomes [`Error::NoSpace`].
+    pub fn io(path: impl std::fmt::Display, source: std::io::Error) -> Self {
+        if source.raw_os_error() == Some(nix::libc::ENOSPC) {
+            return Error::NoSpace {
+                path: path.to_string(),
+            };
+        }
+        Error::Io {
+            path: path.to_string(),
+            source,
+        }
+    }
+
+    /// A corruption error for `object`.
+    pub fn corrupt(object: impl std::fmt::Display, what: impl std::fmt::Display) -> Self {
+        Error::Corrupt {
+            object: object.to_string(),
+            what: what.to_string(),
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! The blob index: which pack holds each blob.
+//!
+//! On disk: immutable index files (docs/FORMAT.md, "Index files"). In memory: one sorted vector
+//! of 52-byte entries searched by binary search, so memory grows with the number of blobs only.
+
+use std::collections::HashMap;
+
+use super::backend::{Backend, Kind};
+use super::codec::{Decoder, Encoder};
+use super::error::{Error, Result};
+use super::id::{content_hash, BlobId, IndexId, PackId};
+use super::pack::{encode_entries, parse_entries, BlobKind, Compression, PackEntry, ENTRY_LEN};
+
+/// First 8 bytes of every index file.
+pub const INDEX_MAGIC: &[u8; 8] = b"YSTRIDX1";
+
+/// One pack's worth of entries in an index file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexedPack {
+    pub pack: PackId,
+    pub entries: Vec<PackEntry>,
+}
+
+/// Encode an index file; returns its id and bytes.
+pub fn encode_index_file(packs: &[IndexedPack]) -> (IndexId, Vec<u8>) {
+    let mut e = Encoder::new();
+    e.raw(INDEX_MAGIC);
+    e.uvarint(packs.len() as u64);
+    for p in packs {
+        e.raw(&p.pack.0);
+        e.uvarint(p.entries.len() as u64);
+        encode_entries(&p.entries, &mut e);
+    }
+    let sum = content_hash(&e.buf);
+    e.raw(&sum);
+    (IndexId(content_hash(&e.buf)), e.buf)
+}
+
+/// Decode and verify an index file.
+pub fn decode_index_file(bytes: &[u8], object: &str) -> Result<Vec<IndexedPack>> {
+    if bytes.len() < INDEX_MAGIC.len() + 32 || &bytes[..8] != INDEX_MAGIC {
+        return Err(Error::corrupt(
+            object,
+            "not an index file (bad magic or truncated)",
+        ));
+    }
+    let (body, sum) = bytes.split_at(bytes.len() - 32);
+    if content_hash(body) != sum {
+        return Err(Error::corrupt(object, "index checksum mismatch"));
+    }
+    let mut d = Decoder::new(&body[8..], object);
+    let n = d.count(33)?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let pack = PackId(d.array32()?);
+        let m = d.count(ENTRY_LEN)?;
+        let table = d.raw(m * ENTRY_LEN)?;
+        let entries = parse_entries(table, u64::from(u32::MAX), object)?;
+        out.push(IndexedPack { pack, entries });
+    }
+    if !d.is_empty() {
+        return Err(d.err("trailing bytes"));
+    }
+    Ok(out)
+}
+
+/// Where a blob is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlobLocation {
+    pub pack: PackId,
+    pub entry: PackEntry,
+}
+
+/// 52 bytes resident per blob.
+#[derive(Clone, Copy)]
+struct Slot {
+    id: BlobId,
+    pack: u32,
+    offset: u32,
+    stored_len: u32,
+    raw_len: u32,
+    /// kind code in the low nibble, compression code in the high nibble.
+    flags: u8,
+}
+
+/// The in-memory index of every blob in the repository.
+#[derive(Default)]
+pub struct Index {
+    packs: Vec<PackId>,
+    pack_pos: HashMap<PackId, u32>,
+    slots: Vec<Slot>,
+    /// Index files this was loaded from.
+    pub files: Vec<IndexId>,
+}
+
+impl Index {
+    /// Load every index file of the repository.
+    pub fn load(backend: &dyn Backend) -> Result<Self> {
+        let mut idx = Index::default();
+        for name in backend.list(Kind::Index)? {
+            let object = backend.describe(Kind::Index, &name);
+            let id = IndexId::from_hex(&name)
+                .map_err(|_| Error::corrupt(&object, "unexpected file name in index/"))?;
+            let bytes = backend.get(Kind::Index, &name)?;
+            if IndexId(content_hash(&bytes)) != id {
+                return Err(Error::corrupt(
+                    &object,
+                    "index file does not match its name (damaged)",
+                ));
+            }
+            for p in decode_index_file(&bytes, &object)? {
+                idx.add_pack(&p);
+            }
+            idx.files.push(id);
+        }
+        idx.finish();
+        Ok(idx)
+    }
+
+    /// Add a pack's entries (call [`Index::finish`] before lookups).
+    pub fn add_pack(&mut self, p: &IndexedPack) {
+        let next = self.packs.len() as u32;
+        let pos = *self.pack_pos.entry(p.pack).or_insert(next);
+        if pos == next {
+            self.packs.push(p.pack);
+        }
+        self.slots.extend(p.entries.iter().map(|e| Slot {
+            id: e.id,
+            pack: pos,
+            offset: e.offset,
+            stored_len: e.stored_len,
+            raw_len: e.raw_len,
+            flags: e.kind.code() | (e.compression.code() << 4),
+        }));
+    }
+
+    /// Sort for lookups; a blob stored in several packs keeps one location.
+    pub fn finish(&mut self) {
+        self.slots.sort_unstable_by_key(|a| a.id);
+        self.slots.dedup_by(|a, b| a.id == b.id);
+        self.slots.shrink_to_fit();
+    }
+
+    /// Number of distinct blobs.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Packs referenced by the index.
+    pub fn packs(&self) -> &[PackId] {
+        &self.packs
+    }
+
+    pub fn contains(&self, id: &BlobId) -> bool {
+        self.find(id).is_some()
+    }
+
+    fn find(&self, id: &BlobId) -> Option<&Slot> {
+        self.slots
+            .binary_search_by(|s| s.id.cmp(id))
+            .ok()
+            .map(|i| &self.slots[i])
+    }
+
+    /// Where a blob is stored.
+    pub fn get(&self, id: &BlobId) -> Option<BlobLocation> {
+        let s = self.find(id)?;
+        Some(BlobLocation {
+            pack: self.packs[s.pack as usize],
+            entry: self.entry_of(s),
+        })
+    }
+
+    fn entry_of(&self, s: &Slot) -> PackEntry {
+        PackEntry {
+            id: s.id,
+            // Flags were built from valid codes by `add_pack`.
+            kind: BlobKind::from_code(s.flags & 0xf).unwrap_or(BlobKind::Data),
+            compression: Compression::from_code(s.flags >> 4).unwrap_or(Compression::None),
+            offset: s.offset,
+            stored_len: s.stored_len,
+            raw_len: s.raw_len,
+        }
+    }
+
+    /// Every indexed blob, grouped by pack.
+    pub fn entries_by_pack(&self) -> HashMap<PackId, Vec<PackEntry>> {
+        let mut m: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
+        for s in &self.slots {
+            m.entry(self.packs[s.pack as usize])
+                .or_default()
+                .push(self.entry_of(s));
+        }
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_is_small() {
+        assert!(std::mem::size_of::<Slot>() <= 64);
+    }
+
+    #[test]
+    fn index_file_roundtrip_and_damage() {
+        let e = PackEntry {
+            id: BlobId([7; 32]),
+            kind: BlobKind::Tree,
+            compression: Compression::Zstd,
+            offset: 8,
+            stored_len: 10,
+            raw_len: 20,
+        };
+        let packs = vec![IndexedPack {
+            pack: PackId([1; 32]),
+            entries: vec![e],
+        }];
+        let (_, bytes) = encode_index_file(&packs);
+        assert_eq!(decode_index_file(&bytes, "x").unwrap(), packs);
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x40;
+            assert!(decode_index_file(&b, "x").is_err());
+            assert!(decode_index_file(&bytes[..i], "x").is_err());
+        }
+    }
+}

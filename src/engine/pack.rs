@@ -1,0 +1,306 @@
+//! Pack files: immutable concatenations of compressed blobs with a self-describing trailer.
+//! Byte layout: docs/FORMAT.md, "Pack files".
+
+use super::backend::{Backend, Kind};
+use super::codec::{Decoder, Encoder};
+use super::error::{Error, Result};
+use super::id::{content_hash, BlobId, BlobKey, PackId};
+
+/// First 8 bytes of every pack.
+pub const PACK_MAGIC: &[u8; 8] = b"YSTRPAK1";
+/// Last 8 bytes of every pack.
+pub const TRAILER_MAGIC: &[u8; 8] = b"YSTRTRL1";
+/// Size of one trailer entry.
+pub const ENTRY_LEN: usize = 48;
+/// Size of the fixed footer (count, reserved, checksum, magic).
+pub const FOOTER_LEN: usize = 48;
+
+/// What a blob holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BlobKind {
+    /// A chunk of file content.
+    Data,
+    /// An encoded directory ([`crate::engine::tree::Tree`]).
+    Tree,
+}
+
+impl BlobKind {
+    pub fn code(self) -> u8 {
+        match self {
+            BlobKind::Data => 0,
+            BlobKind::Tree => 1,
+        }
+    }
+    pub fn from_code(c: u8) -> Option<Self> {
+        match c {
+            0 => Some(BlobKind::Data),
+            1 => Some(BlobKind::Tree),
+            _ => None,
+        }
+    }
+}
+
+/// How a blob's bytes are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Zstd,
+}
+
+impl Compression {
+    pub fn code(self) -> u8 {
+        match self {
+            Compression::None => 0,
+            Compression::Zstd => 1,
+        }
+    }
+    pub fn from_code(c: u8) -> Option<Self> {
+        match c {
+            0 => Some(Compression::None),
+            1 => Some(Compression::Zstd),
+            _ => None,
+        }
+    }
+}
+
+/// Where a blob sits inside its pack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackEntry {
+    pub id: BlobId,
+    pub kind: BlobKind,
+    pub compression: Compression,
+    pub offset: u32,
+    pub stored_len: u32,
+    pub raw_len: u32,
+}
+
+/// A blob ready to be appended to a pack: already compressed (or kept raw).
+pub struct EncodedBlob {
+    pub id: BlobId,
+    pub kind: BlobKind,
+    pub compression: Compression,
+    pub raw_len: u32,
+    pub bytes: Vec<u8>,
+}
+
+impl EncodedBlob {
+    /// Hash and compress `raw`; keep it raw when zstd does not make it smaller.
+    pub fn encode(key: &BlobKey, kind: BlobKind, raw: &[u8], level: i32) -> Result<Self> {
+        let id = key.blob_id(raw);
+        Self::encode_with_id(id, kind, raw, level)
+    }
+
+    /// As [`EncodedBlob::encode`] for a blob whose id is already known.
+    pub fn encode_with_id(id: BlobId, kind: BlobKind, raw: &[u8], level: i32) -> Result<Self> {
+        let raw_len = u32::try_from(raw.len())
+            .map_err(|_| Error::Invalid("blob larger than 4 GiB".into()))?;
+        // Cheap incompressibility probe: a fast pass over a sample before the real work.
+        let worth_trying = raw.len() < 64 * 1024 || {
+            let sample = &raw[..64 * 1024];
+            zstd::bulk::compress(sample, 1).is_ok_and(|c| c.len() < sample.len() * 97 / 100)
+        };
+        if worth_trying {
+            let c = zstd::bulk::compress(raw, level)
+                .map_err(|e| Error::Invalid(format!("zstd: {e}")))?;
+            if c.len() < raw.len() {
+                return Ok(EncodedBlob {
+                    id,
+                    kind,
+                    compression: Compression::Zstd,
+                    raw_len,
+                    bytes: c,
+                });
+            }
+        }
+        Ok(EncodedBlob {
+            id,
+            kind,
+            compression: Compression::None,
+            raw_len,
+            bytes: raw.to_vec(),
+        })
+    }
+}
+
+/// Decode a stored blob and verify it hashes to its id. `object` names it for errors.
+pub fn decode_blob(
+    key: &BlobKey,
+    entry: &PackEntry,
+    stored: &[u8],
+    object: &str,
+) -> Result<Vec<u8>> {
+    if stored.len() != entry.stored_len as usize {
+        return Err(Error::corrupt(object, "blob is truncated"));
+    }
+    let raw = match entry.compression {
+        Compression::None => stored.to_vec(),
+        Compression::Zstd => {
+            zstd::bulk::decompress(stored, entry.raw_len as usize).map_err(|e| {
+                Error::corrupt(
+                    object,
+                    format!("blob {} does not decompress: {e}", entry.id.short()),
+                )
+            })?
+        }
+    };
+    if raw.len() != entry.raw_len as usize || key.blob_id(&raw) != entry.id {
+        return Err(Error::corrupt(
+            object,
+            format!(
+                "blob {} does not match its id (damaged bytes)",
+                entry.id.short()
+            ),
+        ));
+    }
+    Ok(raw)
+}
+
+/// Accumulates blobs for one pack in memory.
+pub struct PackBuilder {
+    buf: Vec<u8>,
+    entries: Vec<PackEntry>,
+}
+
+impl Default for PackBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PackBuilder {
+    pub fn new() -> Self {
+        PackBuilder {
+            buf: PACK_MAGIC.to_vec(),
+            entries: Vec::new(),
+        }
+    }
+
+    /// Bytes so far.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn add(&mut self, blob: EncodedBlob) -> Result<()> {
+        let offset = u32::try_from(self.buf.len())
+            .map_err(|_| Error::Invalid("pack larger than 4 GiB".into()))?;
+        self.buf.extend_from_slice(&blob.bytes);
+        self.entries.push(PackEntry {
+            id: blob.id,
+            kind: blob.kind,
+            compression: blob.compression,
+            offset,
+            stored_len: blob.bytes.len() as u32,
+            raw_len: blob.raw_len,
+        });
+        Ok(())
+    }
+
+    /// Append the trailer; returns the pack's id, bytes and entries.
+    pub fn finish(mut self) -> (PackId, Vec<u8>, Vec<PackEntry>) {
+        let trailer = encode_trailer(&self.entries);
+        self.buf.extend_from_slice(&trailer);
+        let id = PackId(content_hash(&self.buf));
+        (id, self.buf, self.entries)
+    }
+}
+
+fn encode_trailer(entries: &[PackEntry]) -> Vec<u8> {
+    let mut e = Encoder::new();
+    encode_entries(entries, &mut e);
+    e.u32_le(entries.len() as u32);
+    let sum = content_hash(&e.buf);
+    e.u32_le(0);
+    e.raw(&sum);
+    e.raw(TRAILER_MAGIC);
+    e.buf
+}
+
+/// Read and verify a pack's trailer; every entry is checked to lie inside the pack.
+pub fn read_trailer(backend: &dyn Backend, pack: &PackId) -> Result<Vec<PackEntry>> {
+    let name = pack.to_hex();
+    let object = backend.describe(Kind::Pack, &name);
+    let size = backend.size(Kind::Pack, &name)?;
+    if size < (PACK_MAGIC.len() + FOOTER_LEN) as u64 {
+        return Err(Error::corrupt(
+            &object,
+            "pack is truncated (shorter than its trailer)",
+        ));
+    }
+    let footer = backend.get_range(
+        Kind::Pack,
+        &name,
+        size - FOOTER_LEN as u64,
+        FOOTER_LEN as u64,
+    )?;
+    let mut d = Decoder::new(&footer, &object);
+    let count = d.u32_le()? as u64;
+    let _reserved = d.u32_le()?;
+    let sum = d.array32()?;
+    if d.raw(8)? != TRAILER_MAGIC {
+        return Err(Error::corrupt(
+            &object,
+            "pack trailer magic missing (truncated or damaged)",
+        ));
+    }
+    let entries_len = count * ENTRY_LEN as u64;
+    if entries_len + (FOOTER_LEN + PACK_MAGIC.len()) as u64 > size {
+        return Err(Error::corrupt(
+            &object,
+            "pack trailer count larger than the pack",
+        ));
+    }
+    let data_end = size - FOOTER_LEN as u64 - entries_len;
+    let mut table = backend.get_range(Kind::Pack, &name, data_end, entries_len)?;
+    table.extend_from_slice(&(count as u32).to_le_bytes());
+    if content_hash(&table) != sum {
+        return Err(Error::corrupt(&object, "pack trailer checksum mismatch"));
+    }
+    parse_entries(&table[..entries_len as usize], data_end, &object)
+}
+
+/// Parse `count` fixed-size entries and check that each lies within `[8, data_end)`.
+pub fn parse_entries(table: &[u8], data_end: u64, object: &str) -> Result<Vec<PackEntry>> {
+    let mut d = Decoder::new(table, object);
+    let mut out = Vec::with_capacity(table.len() / ENTRY_LEN);
+    while !d.is_empty() {
+        let id = BlobId(d.array32()?);
+        let kind = BlobKind::from_code(d.u8()?).ok_or_else(|| d.err("unknown blob kind"))?;
+        let compression =
+            Compression::from_code(d.u8()?).ok_or_else(|| d.err("unknown compression"))?;
+        d.raw(2)?;
+        let offset = d.u32_le()?;
+        let stored_len = d.u32_le()?;
+        let raw_len = d.u32_le()?;
+        if u64::from(offset) < PACK_MAGIC.len() as u64
+            || u64::from(offset) + u64::from(stored_len) > data_end
+        {
+            return Err(d.err("blob entry points outside the pack"));
+        }
+        out.push(PackEntry {
+            id,
+            kind,
+            compression,
+            offset,
+            stored_len,
+            raw_len,
+        });
+    }
+    Ok(out)
+}
+
+/// Encode just the entry table (used by index files, which share the entry layout).
+pub fn encode_entries(entries: &[PackEntry], out: &mut Encoder) {
+    for en in entries {
+        out.raw(&en.id.0);
+        out.u8(en.kind.code());
+        out.u8(en.compression.code());
+        out.raw(&[0, 0]);
+        out.u32_le(en.offset);
+        out.u32_le(en.stored_len);
+        out.u32_le(en.raw_len);
+    }
+}

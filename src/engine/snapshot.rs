@@ -1,0 +1,148 @@
+//! Snapshot records (`snapshots/<id>`, JSON). Format: docs/FORMAT.md, "Snapshot records".
+
+use serde::{Deserialize, Serialize};
+
+use super::backend::{Backend, Kind};
+use super::error::{Error, Result};
+use super::id::{content_hash, BlobId, SnapshotId};
+
+/// Version of the snapshot record layout.
+pub const SNAPSHOT_VERSION: u32 = 1;
+
+/// Counts and sizes recorded by a backup.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct SnapshotStats {
+    pub files: u64,
+    pub dirs: u64,
+    /// Symlinks, FIFOs, sockets and devices.
+    pub others: u64,
+    /// Sum of the sizes of all files in the snapshot.
+    pub total_bytes: u64,
+    /// Bytes read from files during the backup.
+    pub bytes_read: u64,
+    /// New blobs written by this backup.
+    pub blobs_added: u64,
+    /// Raw size of the new blobs.
+    pub bytes_added: u64,
+    /// Size of the new blobs as stored (after compression).
+    pub stored_bytes_added: u64,
+    /// Wall-clock duration of the backup in seconds.
+    pub duration_secs: f64,
+}
+
+/// A snapshot: one backup of one source at one time.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Snapshot {
+    pub version: u32,
+    /// Start time of the backup, RFC 3339 UTC with nanoseconds.
+    pub time: String,
+    pub hostname: String,
+    /// The source name (`--source`), usually a host name.
+    pub source: String,
+    /// The absolute paths that were backed up.
+    pub paths: Vec<String>,
+    /// Root tree: the contents of `/` restricted to `paths`.
+    pub tree: BlobId,
+    pub stats: SnapshotStats,
+    /// Problems met during the backup (unreadable or changing files).
+    pub warnings: Vec<String>,
+}
+
+impl Snapshot {
+    /// Encode to the stored JSON bytes and the id they hash to.
+    pub fn encode(&self) -> Result<(SnapshotId, Vec<u8>)> {
+        let bytes = serde_json::to_vec_pretty(self).map_err(|e| Error::Invalid(e.to_string()))?;
+        Ok((SnapshotId(content_hash(&bytes)), bytes))
+    }
+
+    /// Parse stored bytes and check they hash to `id`.
+    pub fn decode(id: &SnapshotId, bytes: &[u8], object: &str) -> Result<Self> {
+        if SnapshotId(content_hash(bytes)) != *id {
+            return Err(Error::corrupt(
+                object,
+                "snapshot record does not match its name (damaged)",
+            ));
+        }
+        let v: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| Error::corrupt(object, e))?;
+        let version = v.get("version").and_then(|x| x.as_u64()).unwrap_or(0);
+        if version != u64::from(SNAPSHOT_VERSION) {
+            return Err(Error::UnsupportedVersion {
+                object: object.to_string(),
+                found: u32::try_from(version).unwrap_or(u32::MAX),
+                supported: SNAPSHOT_VERSION,
+            });
+        }
+        serde_json::from_value(v).map_err(|e| Error::corrupt(object, e))
+    }
+
+    /// Time as seconds since the epoch (0 if unparsable, which decode prevents in practice).
+    pub fn unix_time(&self) -> i64 {
+        humantime::parse_rfc3339(&self.time)
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs() as i64)
+    }
+
+    /// Store it; the snapshot becomes visible at this moment.
+    pub fn save(&self, backend: &dyn Backend) -> Result<SnapshotId> {
+        let (id, bytes) = self.encode()?;
+        backend.put(Kind::Snapshot, &id.to_hex(), &bytes)?;
+        Ok(id)
+    }
+}
+
+/// A snapshot with its id.
+#[derive(Clone, Debug)]
+pub struct SnapshotEntry {
+    pub id: SnapshotId,
+    pub snapshot: Snapshot,
+}
+
+/// All readable snapshots, oldest first, and the errors of those that are not readable.
+pub fn load_all(backend: &dyn Backend) -> Result<(Vec<SnapshotEntry>, Vec<Error>)> {
+    let mut ok = Vec::new();
+    let mut bad = Vec::new();
+    for name in backend.list(Kind::Snapshot)? {
+        let object = backend.describe(Kind::Snapshot, &name);
+        let res = SnapshotId::from_hex(&name)
+            .map_err(|_| Error::corrupt(&object, "unexpected file name in snapshots/"))
+            .and_then(|id| {
+                let bytes = backend.get(Kind::Snapshot, &name)?;
+                Ok(SnapshotEntry {
+                    id,
+                    snapshot: Snapshot::decode(&id, &bytes, &object)?,
+                })
+            });
+        match res {
+            Ok(e) => ok.push(e),
+            Err(e) => bad.push(e),
+        }
+    }
+    ok.sort_by(|a, b| {
+        (a.snapshot.unix_time(), &a.snapshot.time, a.id).cmp(&(
+            b.snapshot.unix_time(),
+            &b.snapshot.time,
+            b.id,
+        ))
+    });
+    Ok((ok, bad))
+}
+
+/// Find the snapshot whose id starts with `prefix` (hex, at least 4 digits).
+pub fn resolve<'a>(all: &'a [SnapshotEntry], prefix: &str) -> Result<&'a SnapshotEntry> {
+    let p = prefix.to_ascii_lowercase();
+    if p.len() < 4 || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::NotFound(format!(
+            "{prefix:?} is not a snapshot id (give at least 4 hex digits)"
+        )));
+    }
+    let mut hits = all.iter().filter(|e| e.id.to_hex().starts_with(&p));
+    match (hits.next(), hits.next()) {
+        (Some(e), None) => Ok(e),
+        (None, _) => Err(Error::NotFound(format!("no snapshot matches {prefix:?}"))),
+        (Some(_), Some(_)) => Err(Error::Ambiguous(format!(
+            "{prefix:?} matches more than one snapshot; give more digits"
+        ))),
+    }
+}
