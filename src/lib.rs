@@ -1,6 +1,8 @@
 //! yester: deduplicated backup snapshots, exposed read-only as rsnapshot-style backup points.
 //!
 //! Layers, each depending only on those before it: [`engine`] (repository, packs, index,
-//! chunker, trees, snapshots). Later layers (points, vfs, fuse, nfs) build on it.
+//! chunker, trees, snapshots) ← [`points`] (retention and the naming layout). Later layers
+//! (vfs, fuse, nfs) build on them.
 
 pub mod engine;
+pub mod points;

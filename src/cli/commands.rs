@@ -12,35 +12,29 @@ use yester::engine::check::{self as check_mod, CheckOptions, NoCheckProgress};
 use yester::engine::config::{ChunkerParams, RepoConfig};
 use yester::engine::lookup::{lookup, Node};
 use yester::engine::restore::{self as restore_mod, RestoreOptions};
-use yester::engine::snapshot::{load_all, resolve, SnapshotEntry};
+use yester::engine::snapshot::SnapshotEntry;
 use yester::engine::tree::{Entry, NodeKind};
 use yester::engine::{lock, BlobId, BlobReader, Repository};
+use yester::points::View;
 
 use super::{
     format, BackupArgs, CatArgs, CheckArgs, Ctx, InitArgs, LsArgs, RestoreArgs, SnapshotsArgs,
     UnlockArgs, EXIT_PARTIAL,
 };
 
-/// Split `SNAPSHOT[:PATH]` into the snapshot name and the raw path bytes.
-fn split_spec(spec: &OsStr) -> Result<(String, Vec<u8>)> {
-    let b = spec.as_bytes();
-    let (snap, path) = match b.iter().position(|&c| c == b':') {
-        Some(i) => (&b[..i], b[i + 1..].to_vec()),
-        None => (b, Vec::new()),
-    };
-    let snap = std::str::from_utf8(snap).context("snapshot name is not valid UTF-8")?;
-    Ok((snap.to_string(), path))
-}
-
-/// The repository, its snapshots and the one `name` refers to.
-fn open_snapshot(ctx: &Ctx, name: &str) -> Result<(Repository, SnapshotEntry)> {
+/// The repository and its snapshots, points and dated names.
+pub fn open_view(ctx: &Ctx) -> Result<(Repository, View)> {
     let repo = ctx.open()?;
-    let (all, broken) = load_all(repo.backend.as_ref())?;
+    let (view, broken) = View::load(&repo)?;
     for e in &broken {
         tracing::warn!("{e}");
     }
-    let s = resolve(&all, name)?.clone();
-    Ok((repo, s))
+    Ok((repo, view))
+}
+
+/// Resolve a SNAPSHOT[:PATH] argument (any naming form) to a snapshot and a path in it.
+pub fn resolve<'a>(view: &'a View, spec: &OsStr) -> Result<(&'a SnapshotEntry, Vec<u8>)> {
+    Ok(view.resolve(spec.as_bytes())?)
 }
 
 pub fn init(ctx: &Ctx, a: InitArgs) -> Result<u8> {
@@ -48,7 +42,8 @@ pub fn init(ctx: &Ctx, a: InitArgs) -> Result<u8> {
         Some(p) => p,
         None => ctx.repo_path()?.clone(),
     };
-    let config = RepoConfig::new(ChunkerParams::from_avg(a.chunk_avg)?, a.compression)?;
+    let mut config = RepoConfig::new(ChunkerParams::from_avg(a.chunk_avg)?, a.compression)?;
+    config.levels = a.levels.0;
     let repo = Repository::init(Arc::new(LocalDir::new(&path)), config)?;
     if !ctx.quiet {
         let c = &repo.config.chunk_sizes;
@@ -73,15 +68,21 @@ pub fn backup(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
         excludes: a.exclude,
         one_file_system: a.one_file_system,
         lock_wait: ctx.lock_wait,
+        time: a.time,
     };
     let report = backup_mod::backup(&repo, &opts, &mut NoProgress)?;
     let s = &report.snapshot;
+    let dropped = yester::points::record_backup(&repo, &s.source, report.id, ctx.lock_wait)
+        .context("the snapshot was saved but could not be added to the backup points")?;
+    let lowest = repo.config.levels.first().map_or("", |l| l.name.as_str());
     if a.json {
         let v = serde_json::json!({
             "id": report.id,
             "source": s.source,
             "time": s.time,
             "partial": report.is_partial(),
+            "point": format!("{lowest}.0"),
+            "dropped": dropped,
             "stats": s.stats,
             "warnings": s.warnings,
         });
@@ -89,7 +90,7 @@ pub fn backup(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
     } else if !ctx.quiet {
         let st = &s.stats;
         println!(
-            "snapshot {} of {}: {} files, {} dirs, read {}, added {} ({} stored), {:.2}s{}",
+            "snapshot {} {lowest}.0/{}: {} files, {} dirs, read {}, added {} ({} stored), {:.2}s{}",
             report.id,
             s.source,
             st.files,
@@ -109,21 +110,25 @@ pub fn backup(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
 }
 
 pub fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> Result<u8> {
-    let repo = ctx.open()?;
-    let (all, broken) = load_all(repo.backend.as_ref())?;
-    for e in &broken {
-        tracing::warn!("{e}");
-    }
+    let (_repo, view) = open_view(ctx)?;
     let mut out = io::stdout().lock();
+    let selected = view
+        .sources
+        .iter()
+        .filter(|(name, _)| a.source.as_ref().is_none_or(|s| s == *name))
+        .flat_map(|(_, sv)| sv.snapshots.iter().zip(sv.dated.iter()));
+    let mut rows: Vec<(&SnapshotEntry, &String)> = selected.collect();
+    rows.sort_by_key(|(e, _)| (e.snapshot.unix_time(), e.snapshot.time.clone(), e.id));
     if a.json {
-        let v: Vec<serde_json::Value> = all
+        let v: Vec<serde_json::Value> = rows
             .iter()
-            .map(|e| {
+            .map(|(e, dated)| {
                 let s = &e.snapshot;
                 serde_json::json!({
                     "id": e.id,
                     "short_id": e.id.short(),
                     "time": s.time,
+                    "dated_name": dated,
                     "source": s.source,
                     "hostname": s.hostname,
                     "paths": s.paths,
@@ -137,16 +142,16 @@ pub fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> Result<u8> {
     } else {
         writeln!(
             out,
-            "{:<8}  {:<19}  {:<16}  {:<16}  {:>10}  paths",
-            "id", "time (UTC)", "source", "host", "size"
+            "{:<8}  {:<17}  {:<16}  {:<16}  {:>10}  paths",
+            "id", "date (UTC)", "source", "host", "size"
         )?;
-        for e in &all {
+        for (e, dated) in rows {
             let s = &e.snapshot;
             writeln!(
                 out,
-                "{:<8}  {:<19}  {:<16}  {:<16}  {:>10}  {}{}",
+                "{:<8}  {:<17}  {:<16}  {:<16}  {:>10}  {}{}",
                 e.id.short(),
-                format::time(s.unix_time()),
+                dated,
                 s.source,
                 s.hostname,
                 format::bytes(s.stats.total_bytes),
@@ -159,7 +164,7 @@ pub fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> Result<u8> {
             )?;
         }
     }
-    Ok(if broken.is_empty() { 0 } else { 1 })
+    Ok(0)
 }
 
 fn write_entry(out: &mut impl Write, long: bool, e: &Entry, path: &[u8]) -> io::Result<()> {
@@ -203,8 +208,8 @@ fn normalize(path: &[u8]) -> Vec<u8> {
 }
 
 pub fn ls(ctx: &Ctx, a: LsArgs) -> Result<u8> {
-    let (snap, path) = split_spec(&a.spec)?;
-    let (repo, s) = open_snapshot(ctx, &snap)?;
+    let (repo, view) = open_view(ctx)?;
+    let (s, path) = resolve(&view, &a.spec)?;
     let reader = repo.reader()?;
     let path = normalize(&path);
     let node = lookup(&reader, s.snapshot.tree, &path)?;
@@ -226,8 +231,8 @@ pub fn ls(ctx: &Ctx, a: LsArgs) -> Result<u8> {
 }
 
 pub fn cat(ctx: &Ctx, a: CatArgs) -> Result<u8> {
-    let (snap, path) = split_spec(&a.spec)?;
-    let (repo, s) = open_snapshot(ctx, &snap)?;
+    let (repo, view) = open_view(ctx)?;
+    let (s, path) = resolve(&view, &a.spec)?;
     let reader = repo.reader()?;
     let e = match lookup(&reader, s.snapshot.tree, &path)? {
         Node::Entry(e) if e.kind == NodeKind::File => e,
@@ -235,15 +240,15 @@ pub fn cat(ctx: &Ctx, a: CatArgs) -> Result<u8> {
     };
     let mut out = io::stdout().lock();
     for c in &e.chunks {
-        out.write_all(&reader.read_blob(&c.id)?)?;
+        out.write_all(&reader.read_chunk(c)?)?;
     }
     out.flush()?;
     Ok(0)
 }
 
 pub fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
-    let (snap, path) = split_spec(&a.spec)?;
-    let (repo, s) = open_snapshot(ctx, &snap)?;
+    let (repo, view) = open_view(ctx)?;
+    let (s, path) = resolve(&view, &a.spec)?;
     let reader = repo.reader()?;
     let node = lookup(&reader, s.snapshot.tree, &path)?;
     let opts = RestoreOptions {
@@ -274,6 +279,15 @@ pub fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
 
 pub fn check(ctx: &Ctx, a: CheckArgs) -> Result<u8> {
     let repo = ctx.open()?;
+    if a.repair_index {
+        let (packs, unreadable) = check_mod::repair_index(&repo, ctx.lock_wait)?;
+        for u in &unreadable {
+            eprintln!("yester: unreadable pack left out of the index: {u}");
+        }
+        if !ctx.quiet {
+            println!("rebuilt the index from {packs} packs");
+        }
+    }
     let r = check_mod::check(
         &repo,
         CheckOptions {

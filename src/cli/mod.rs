@@ -3,6 +3,7 @@
 mod commands;
 mod demo;
 mod format;
+mod points;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -23,7 +24,7 @@ pub const EXIT_PARTIAL: u8 = 3;
     name = "yester",
     version,
     about = "Deduplicated backup snapshots, kept as rsnapshot-style backup points",
-    after_help = "Examples:\n  yester init /srv/backup\n  yester -r /srv/backup backup --source web1 /etc /var/www\n  yester -r /srv/backup snapshots\n  yester -r /srv/backup ls 1a2b3c4d:etc -l\n  yester -r /srv/backup restore 1a2b3c4d:etc/nginx --target /tmp/restore\n  yester demo"
+    after_help = "SNAPSHOT names: an id or unique prefix (1a2b3c4d), a backup point (daily.0/web1),\nlatest/web1, or snapshots/web1/2026-11-21-120000; a path inside follows after '/' or ':'.\n\nExamples:\n  yester init /srv/backup\n  yester -r /srv/backup backup --source web1 /etc /var/www\n  yester -r /srv/backup points\n  yester -r /srv/backup ls daily.0/web1/etc -l\n  yester -r /srv/backup restore daily.0/web1/etc/nginx --target /tmp/restore\n  yester -r /srv/backup rotate daily\n  yester demo"
 )]
 struct Cli {
     /// Repository path (or set YESTER_REPO)
@@ -54,6 +55,30 @@ enum Command {
     Backup(BackupArgs),
     /// List snapshots, oldest first
     Snapshots(SnapshotsArgs),
+    /// List backup points (hourly.0 …) with their snapshots
+    #[command(after_help = "Example:\n  yester points --source web1\n  yester points --json")]
+    Points(PointsArgs),
+    /// Promote the oldest point of the level below into LEVEL.0 (like `rsnapshot daily`)
+    #[command(
+        after_help = "Only when the level below is full; otherwise nothing changes and the reason is printed.\n\nExample:\n  yester rotate daily            # hourly.5 becomes daily.0, for every source\n  yester rotate weekly --source web1"
+    )]
+    Rotate(RotateArgs),
+    /// Show what changed between two snapshots or subtrees
+    #[command(
+        after_help = "Lines: '+' added, '-' removed, 'M' content changed, 'U' metadata only.\n\nExample:\n  yester diff daily.1/web1 daily.0/web1\n  yester diff daily.0/web1/etc latest/web1/etc --json"
+    )]
+    Diff(DiffArgs),
+    /// Remove snapshots from their points and delete them (prune then frees their data)
+    #[command(after_help = "Example:\n  yester forget snapshots/web1/2026-11-21-120000 1a2b3c4d")]
+    Forget(ForgetArgs),
+    /// Delete data no snapshot references and repack mostly-empty packs
+    #[command(after_help = "Example:\n  yester prune --dry-run\n  yester prune")]
+    Prune(PruneArgs),
+    /// Newest backup per source; Nagios-style exit codes with --max-age
+    #[command(
+        after_help = "With --max-age: exit 0 OK, 1 WARNING (a source's newest backup is older than max-age),\n2 CRITICAL (older than twice max-age, or no backup at all).\n\nExample:\n  yester status --max-age 4h\n  yester status --prometheus /var/lib/node_exporter/textfile/yester.prom"
+    )]
+    Status(StatusArgs),
     /// List files in a snapshot
     #[command(
         after_help = "Example:\n  yester ls 1a2b3c4d:etc -l\n  yester ls 1a2b3c4d --recursive"
@@ -85,6 +110,32 @@ struct InitArgs {
     /// zstd compression level (1-19)
     #[arg(long, default_value_t = 3)]
     compression: i32,
+    /// Retention levels, lowest first, as NAME=KEEP,…
+    #[arg(long, default_value = "hourly=6,daily=7,weekly=4,monthly=6", value_parser = parse_levels)]
+    levels: Levels,
+}
+
+/// Parsed `--levels`.
+#[derive(Clone)]
+pub struct Levels(Vec<yester::engine::config::Level>);
+
+fn parse_levels(s: &str) -> Result<Levels, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, keep) = part
+            .split_once('=')
+            .ok_or_else(|| format!("{part:?}: write levels as NAME=KEEP, e.g. hourly=6"))?;
+        let keep = keep
+            .trim()
+            .parse()
+            .map_err(|_| format!("{part:?}: KEEP must be a number"))?;
+        out.push(yester::engine::config::Level {
+            name: name.trim().to_string(),
+            keep,
+        });
+    }
+    yester::engine::config::validate_levels(&out).map_err(|e| e.to_string())?;
+    Ok(Levels(out))
 }
 
 #[derive(Args)]
@@ -104,10 +155,79 @@ struct BackupArgs {
     /// Print the summary as JSON
     #[arg(long)]
     json: bool,
+    /// Record this time (RFC 3339) instead of now, e.g. to import old rsnapshot trees
+    #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+    time: Option<std::time::SystemTime>,
 }
 
 #[derive(Args)]
 struct SnapshotsArgs {
+    /// Only this source
+    #[arg(long)]
+    source: Option<String>,
+    /// Print JSON
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct PointsArgs {
+    /// Only this source
+    #[arg(long)]
+    source: Option<String>,
+    /// Print JSON
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct RotateArgs {
+    /// The level to rotate into (e.g. daily)
+    level: String,
+    /// Only this source (default: every source)
+    #[arg(long)]
+    source: Option<String>,
+}
+
+#[derive(Args)]
+struct DiffArgs {
+    /// The older snapshot or subtree
+    a: OsString,
+    /// The newer snapshot or subtree
+    b: OsString,
+    /// Print JSON
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct ForgetArgs {
+    /// Snapshots to forget
+    #[arg(required = true)]
+    snapshots: Vec<OsString>,
+}
+
+#[derive(Args)]
+struct PruneArgs {
+    /// Only report what would be done
+    #[arg(long, short = 'n')]
+    dry_run: bool,
+    /// Repack packs with more than this percentage of unused bytes
+    #[arg(long, default_value_t = 20.0)]
+    max_unused: f64,
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    /// Only this source
+    #[arg(long)]
+    source: Option<String>,
+    /// Alert threshold, e.g. 4h: exit 1 past it, 2 past twice it or with no backup
+    #[arg(long, value_parser = humantime::parse_duration)]
+    max_age: Option<std::time::Duration>,
+    /// Write node_exporter textfile metrics to this file
+    #[arg(long)]
+    prometheus: Option<PathBuf>,
     /// Print JSON
     #[arg(long)]
     json: bool,
@@ -148,6 +268,9 @@ struct CheckArgs {
     /// Also read every blob and verify its content
     #[arg(long)]
     read_data: bool,
+    /// Rebuild the index from the pack trailers (takes the exclusive lock)
+    #[arg(long)]
+    repair_index: bool,
 }
 
 #[derive(Args)]
@@ -232,6 +355,12 @@ pub fn main() -> ExitCode {
         Command::Init(a) => commands::init(&ctx, a),
         Command::Backup(a) => commands::backup(&ctx, a),
         Command::Snapshots(a) => commands::snapshots(&ctx, a),
+        Command::Points(a) => points::points(&ctx, a),
+        Command::Rotate(a) => points::rotate(&ctx, a),
+        Command::Diff(a) => points::diff(&ctx, a),
+        Command::Forget(a) => points::forget(&ctx, a),
+        Command::Prune(a) => points::prune(&ctx, a),
+        Command::Status(a) => points::status(&ctx, a),
         Command::Ls(a) => commands::ls(&ctx, a),
         Command::Cat(a) => commands::cat(&ctx, a),
         Command::Restore(a) => commands::restore(&ctx, a),

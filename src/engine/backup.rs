@@ -35,6 +35,8 @@ pub struct BackupOptions {
     pub one_file_system: bool,
     /// How long to wait for a conflicting lock.
     pub lock_wait: Duration,
+    /// Record this time instead of now (for importing older backup trees).
+    pub time: Option<SystemTime>,
 }
 
 /// The result of a backup.
@@ -423,12 +425,7 @@ pub fn backup<P: Progress>(
     opts: &BackupOptions,
     progress: &mut P,
 ) -> Result<BackupReport> {
-    if opts.source.is_empty() || opts.source.contains('/') || opts.source.starts_with('.') {
-        return Err(Error::Invalid(format!(
-            "source name {:?} must be non-empty, without '/', and not start with '.'",
-            opts.source
-        )));
-    }
+    super::snapshot::check_source_name(&opts.source)?;
     if opts.paths.is_empty() {
         return Err(Error::Invalid(
             "nothing to back up: give at least one path".into(),
@@ -457,16 +454,19 @@ pub fn backup<P: Progress>(
     }
     prune(&mut root);
 
-    let _lock = lock::acquire(repo.backend.clone(), false, "backup", opts.lock_wait)?;
-    for s in &_lock.stale_seen {
-        tracing::warn!("stale lock found: {s}; `yester unlock` removes it");
-    }
+    let _lock = lock::acquire(
+        repo.backend.clone(),
+        lock::REPOSITORY,
+        false,
+        "backup",
+        opts.lock_wait,
+    )?;
     let cleaned = repo.backend.clean_incomplete()?;
     if cleaned > 0 {
         tracing::info!("removed {cleaned} temporary files left by interrupted writers");
     }
     let index = crate::engine::Index::load(repo.backend.as_ref())?;
-    let started = SystemTime::now();
+    let started = opts.time.unwrap_or_else(SystemTime::now);
     let clock = Instant::now();
     let mut w = Walker {
         repo,

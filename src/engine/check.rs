@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use super::backend::Kind;
 use super::error::Result;
 use super::id::{content_hash, BlobId, IndexId, PackId};
-use super::index::{decode_index_file, Index};
+use super::index::{decode_index_file, encode_index_file, Index, IndexedPack};
 use super::pack::{decode_blob, read_trailer, PackEntry};
 use super::repo::{BlobReader, Repository};
 use super::snapshot::{load_all, SnapshotEntry};
@@ -125,8 +125,10 @@ pub fn check<P: CheckProgress>(
     let be = repo.backend.as_ref();
     let mut report = CheckReport::default();
 
-    // Index files, one by one, so one damaged file does not hide the others.
+    // Index files, one by one, so one damaged file does not hide the others. `indexed` keeps
+    // every pack an index file lists, also where another pack holds the same blobs.
     let mut index = Index::default();
+    let mut indexed: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
     for name in be.list(Kind::Index)? {
         let object = be.describe(Kind::Index, &name);
         let res = be.get(Kind::Index, &name).and_then(|bytes| {
@@ -139,9 +141,14 @@ pub fn check<P: CheckProgress>(
             decode_index_file(&bytes, &object)
         });
         match res {
-            Ok(packs) => packs.iter().for_each(|p| index.add_pack(p)),
+            Ok(packs) => {
+                for p in packs {
+                    index.add_pack(&p);
+                    indexed.entry(p.pack).or_default().extend(p.entries);
+                }
+            }
             Err(e) => report.damage.push(format!(
-                "{e} (its packs are still readable; `yester check --repair-index` will rebuild it)"
+                "{e} (the packs are intact; `yester check --repair-index` rebuilds the index from them)"
             )),
         }
     }
@@ -149,7 +156,6 @@ pub fn check<P: CheckProgress>(
     report.blobs = index.len();
 
     // Packs: trailers must agree with the index; with read_data, every blob must verify.
-    let mut indexed = index.entries_by_pack();
     let packs = be.list(Kind::Pack)?;
     report.packs = packs.len();
     let mut bad: HashMap<BlobId, String> = HashMap::new();
@@ -198,7 +204,23 @@ pub fn check<P: CheckProgress>(
             }
         }
         if opts.read_data && in_index.is_some() {
-            let bytes = be.get(Kind::Pack, name)?;
+            let bytes = match be.get(Kind::Pack, name) {
+                Ok(b) => b,
+                Err(e) => {
+                    report.damage.push(e.to_string());
+                    for en in &trailer {
+                        bad.insert(
+                            en.id,
+                            format!(
+                                "blob {} is in unreadable pack {}",
+                                en.id.short(),
+                                pack.short()
+                            ),
+                        );
+                    }
+                    continue;
+                }
+            };
             if content_hash(&bytes) != pack.0 {
                 report.damage.push(format!(
                     "{object}: pack content does not match its name (damaged bytes)"
@@ -249,4 +271,35 @@ pub fn check<P: CheckProgress>(
     }
     report.damage.extend(walk.damage);
     Ok(report)
+}
+
+/// Rebuild the index from the pack trailers alone: write one index file listing every readable
+/// pack, then delete the old index files. Returns the packs indexed and the unreadable ones.
+pub fn repair_index(repo: &Repository, wait: std::time::Duration) -> Result<(usize, Vec<String>)> {
+    let be = repo.backend.as_ref();
+    let _lock = super::lock::acquire(
+        repo.backend.clone(),
+        super::lock::REPOSITORY,
+        true,
+        "check --repair-index",
+        wait,
+    )?;
+    let mut packs = Vec::new();
+    let mut unreadable = Vec::new();
+    for name in be.list(Kind::Pack)? {
+        let Ok(pack) = PackId::from_hex(&name) else {
+            continue;
+        };
+        match read_trailer(be, &pack) {
+            Ok(entries) => packs.push(IndexedPack { pack, entries }),
+            Err(e) => unreadable.push(e.to_string()),
+        }
+    }
+    let old = be.list(Kind::Index)?;
+    let (id, bytes) = encode_index_file(&packs);
+    be.put(Kind::Index, &id.to_hex(), &bytes)?;
+    for name in old.into_iter().filter(|n| *n != id.to_hex()) {
+        be.delete(Kind::Index, &name)?;
+    }
+    Ok((packs.len(), unreadable))
 }

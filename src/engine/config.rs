@@ -50,8 +50,9 @@ impl ChunkerParams {
             Ok(())
         } else {
             Err(Error::Invalid(format!(
-                "chunk sizes min {min} / avg {avg} / max {max} are out of range (average must be \
-                 between {AVERAGE_MIN} and {} bytes)",
+                "chunk sizes min {min} / avg {avg} / max {max} are not usable (the average must be \
+                 a multiple of 8 between {} and {} bytes)",
+                MINIMUM_MIN * 4,
                 MAXIMUM_MAX / 4
             )))
         }
@@ -66,6 +67,60 @@ impl Default for ChunkerParams {
             max_size: 4 * 1024 * 1024,
         }
     }
+}
+
+/// One retention level: its name and how many points it keeps (`hourly`, 6).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Level {
+    pub name: String,
+    pub keep: usize,
+}
+
+/// The default levels: hourly 6, daily 7, weekly 4, monthly 6 (lowest first).
+pub fn default_levels() -> Vec<Level> {
+    [("hourly", 6), ("daily", 7), ("weekly", 4), ("monthly", 6)]
+        .into_iter()
+        .map(|(name, keep)| Level {
+            name: name.to_string(),
+            keep,
+        })
+        .collect()
+}
+
+/// Top-level names of the view layout that no level may take.
+pub const RESERVED_NAMES: [&str; 2] = ["latest", "snapshots"];
+
+/// A level name: lowercase ASCII letters, digits, `_` and `-`, starting with a letter.
+pub fn valid_level_name(s: &str) -> bool {
+    let mut b = s.bytes();
+    matches!(b.next(), Some(c) if c.is_ascii_lowercase())
+        && b.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-')
+        && !RESERVED_NAMES.contains(&s)
+}
+
+/// Check a list of levels: at least one, names valid and unique, keep at least 1.
+pub fn validate_levels(levels: &[Level]) -> Result<()> {
+    if levels.is_empty() {
+        return Err(Error::Invalid("at least one level is needed".into()));
+    }
+    for (i, l) in levels.iter().enumerate() {
+        if !valid_level_name(&l.name) {
+            return Err(Error::Invalid(format!(
+                "level name {:?}: use lowercase letters, digits, '-' and '_', starting with a letter (not latest/snapshots)",
+                l.name
+            )));
+        }
+        if l.keep == 0 || l.keep > 100_000 {
+            return Err(Error::Invalid(format!(
+                "level {}: keep must be between 1 and 100000",
+                l.name
+            )));
+        }
+        if levels[..i].iter().any(|o| o.name == l.name) {
+            return Err(Error::Invalid(format!("level {} is listed twice", l.name)));
+        }
+    }
+    Ok(())
 }
 
 /// The contents of the `config` object.
@@ -87,6 +142,9 @@ pub struct RepoConfig {
     pub pack_size: u32,
     /// Key for blob ids (hex, 32 bytes).
     pub blob_key: String,
+    /// Retention levels, lowest (most frequent) first.
+    #[serde(default = "default_levels")]
+    pub levels: Vec<Level>,
 }
 
 /// Default target size of a pack file.
@@ -113,6 +171,7 @@ impl RepoConfig {
             compression_level,
             pack_size: DEFAULT_PACK_SIZE,
             blob_key: hex::encode(BlobKey::random()?.0),
+            levels: default_levels(),
         })
     }
 
@@ -145,6 +204,13 @@ impl RepoConfig {
             return Err(Error::corrupt(object, "pack_size out of range"));
         }
         c.key().map_err(|e| Error::corrupt(object, e))?;
+        if !(1..=19).contains(&c.compression_level) {
+            return Err(Error::corrupt(
+                object,
+                "compression_level out of range (1-19)",
+            ));
+        }
+        validate_levels(&c.levels).map_err(|e| Error::corrupt(object, e))?;
         Ok(c)
     }
 

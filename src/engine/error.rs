@@ -52,9 +52,6 @@ pub enum Error {
     /// The repository is locked by a live process.
     #[error("repository is locked: {0}")]
     Locked(String),
-    /// The repository is locked by a process that no longer exists.
-    #[error("repository has a stale lock: {0}; if no yester process is running, remove it with `yester unlock`")]
-    StaleLock(String),
     /// A restore target exists and `--overwrite` was not given.
     #[error("{0}: already exists; refusing to overwrite (use --overwrite)")]
     WouldOverwrite(PathBuf),

@@ -99,8 +99,10 @@ impl Index {
         let mut idx = Index::default();
         for name in backend.list(Kind::Index)? {
             let object = backend.describe(Kind::Index, &name);
-            let id = IndexId::from_hex(&name)
-                .map_err(|_| Error::corrupt(&object, "unexpected file name in index/"))?;
+            let Ok(id) = IndexId::from_hex(&name) else {
+                tracing::warn!("{object}: ignoring a file that is not an index file");
+                continue;
+            };
             let bytes = backend.get(Kind::Index, &name)?;
             if IndexId(content_hash(&bytes)) != id {
                 return Err(Error::corrupt(

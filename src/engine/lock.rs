@@ -3,8 +3,9 @@
 //! Protocol (docs/FORMAT.md, "Locks"): a process writes its own record with a create-if-absent
 //! put, then lists all records. Shared holders (backup) coexist; an exclusive holder (prune,
 //! index repair) excludes everyone. On conflict it removes its own record and either retries
-//! until the wait runs out or fails with a message naming the holder. A record whose process is
-//! gone (same host, pid not alive) is reported as stale, never silently waited on.
+//! until the wait runs out or fails with a message naming the holder. A conflicting record whose
+//! process is gone (same host, pid not alive) is stale: it is reported and removed, never
+//! waited on; stale records that do not conflict are only reported.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -24,6 +25,16 @@ pub struct LockRecord {
     pub exclusive: bool,
     /// The command holding it, for messages.
     pub operation: String,
+    /// What is locked: [`REPOSITORY`] or `points/<source>`; only equal scopes conflict.
+    #[serde(default = "repository_scope")]
+    pub scope: String,
+}
+
+/// The scope of the repository-wide lock (backup: shared; prune: exclusive).
+pub const REPOSITORY: &str = "repository";
+
+fn repository_scope() -> String {
+    REPOSITORY.to_string()
 }
 
 impl LockRecord {
@@ -72,8 +83,6 @@ pub fn pid_alive(pid: u32) -> bool {
 pub struct LockGuard {
     backend: Arc<dyn Backend>,
     name: String,
-    /// Stale records of other processes that did not conflict with ours.
-    pub stale_seen: Vec<String>,
 }
 
 impl Drop for LockGuard {
@@ -102,9 +111,11 @@ pub fn list_locks(backend: &dyn Backend) -> Result<Vec<(String, Result<LockRecor
     Ok(out)
 }
 
-/// Take the lock, retrying for up to `wait` while a live process holds a conflicting one.
+/// Take a lock on `scope`, retrying for up to `wait` while a live process holds a conflicting
+/// one.
 pub fn acquire(
     backend: Arc<dyn Backend>,
+    scope: &str,
     exclusive: bool,
     operation: &str,
     wait: Duration,
@@ -116,6 +127,7 @@ pub fn acquire(
         time: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         exclusive,
         operation: operation.to_string(),
+        scope: scope.to_string(),
     };
     let bytes = serde_json::to_vec(&record).map_err(|e| Error::Invalid(e.to_string()))?;
     loop {
@@ -128,48 +140,42 @@ pub fn acquire(
         let guard = LockGuard {
             backend: backend.clone(),
             name: name.clone(),
-            stale_seen: Vec::new(),
         };
         let mut live_conflict = None;
-        let mut stale_conflict = None;
-        let mut stale_seen = Vec::new();
         for (other, rec) in list_locks(backend.as_ref())? {
             if other == name {
                 continue;
             }
             match rec {
-                Ok(r) => {
-                    let conflicts = exclusive || r.exclusive;
-                    if r.is_stale() {
-                        let msg = format!("{} (that process is gone)", r.describe());
-                        if conflicts {
-                            stale_conflict = Some(msg);
-                        } else {
-                            stale_seen.push(msg);
-                        }
-                    } else if conflicts {
-                        live_conflict = Some(r.describe());
-                    }
+                // A process on this host that no longer exists holds nothing: say so, remove it.
+                Ok(r) if r.is_stale() => {
+                    tracing::warn!(
+                        "removing stale lock: {} (that process is gone)",
+                        r.describe()
+                    );
+                    backend.delete(Kind::Lock, &other)?;
                 }
+                Ok(r) if r.scope == scope && (exclusive || r.exclusive) => {
+                    live_conflict = Some(r.describe());
+                }
+                Ok(_) => {}
                 Err(e) => live_conflict = Some(format!("unreadable lock record: {e}")),
             }
         }
-        if live_conflict.is_none() && stale_conflict.is_none() {
-            let mut guard = guard;
-            guard.stale_seen = stale_seen;
+        let Some(conflict) = live_conflict else {
             return Ok(guard);
-        }
+        };
         drop(guard);
-        if let Some(stale) = stale_conflict.filter(|_| live_conflict.is_none()) {
-            return Err(Error::StaleLock(stale));
-        }
         if Instant::now() >= deadline {
             return Err(Error::Locked(format!(
-                "{}; try again later or pass --lock-wait",
-                live_conflict.unwrap_or_default()
+                "{conflict}; try again later or pass --lock-wait"
             )));
         }
-        std::thread::sleep(Duration::from_millis(500).min(deadline - Instant::now()));
+        // Jitter, so two exclusive lockers that keep meeting each other drift apart.
+        let mut j = [0u8; 1];
+        let _ = getrandom::fill(&mut j);
+        let pause = Duration::from_millis(100 + 2 * u64::from(j[0]));
+        std::thread::sleep(pause.min(deadline - Instant::now()));
     }
 }
 

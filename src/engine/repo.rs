@@ -11,7 +11,7 @@ use super::error::{Error, Result};
 use super::id::{BlobId, BlobKey};
 use super::index::{encode_index_file, Index, IndexedPack};
 use super::pack::{decode_blob, BlobKind, EncodedBlob, PackBuilder};
-use super::tree::Tree;
+use super::tree::{ChunkRef, Tree};
 
 /// Name of the config object.
 pub const CONFIG_NAME: &str = "config";
@@ -88,6 +88,18 @@ impl BlobReader {
             u64::from(loc.entry.stored_len),
         )?;
         decode_blob(&self.repo.key, &loc.entry, &stored, &object)
+    }
+
+    /// The bytes of a file chunk; its length must be what the tree says.
+    pub fn read_chunk(&self, c: &ChunkRef) -> Result<Vec<u8>> {
+        let data = self.read_blob(&c.id)?;
+        if data.len() != c.len as usize {
+            return Err(Error::corrupt(
+                format!("blob {}", c.id.short()),
+                format!("is {} bytes long but the tree says {}", data.len(), c.len),
+            ));
+        }
+        Ok(data)
     }
 
     /// A decoded tree.

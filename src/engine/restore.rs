@@ -140,7 +140,7 @@ impl Restorer<'_> {
             .map_err(|err| Error::io(dest.display(), err))?;
         let mut pos: u64 = 0;
         for c in &e.chunks {
-            let data = match self.reader.read_blob(&c.id) {
+            let data = match self.reader.read_chunk(c) {
                 Ok(d) => d,
                 Err(err) => {
                     self.fail(dest, format_args!("cannot restore content: {err}"));

@@ -9,6 +9,18 @@ use super::id::{content_hash, BlobId, SnapshotId};
 /// Version of the snapshot record layout.
 pub const SNAPSHOT_VERSION: u32 = 1;
 
+/// Check a source name: it is a path component of the view (`daily.0/<source>`), so it must be
+/// non-empty, without `/` or NUL, and not start with `.`.
+pub fn check_source_name(s: &str) -> Result<()> {
+    if !s.is_empty() && !s.contains('/') && !s.contains('\0') && !s.starts_with('.') {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "source name {s:?} must be non-empty, without '/', and not start with '.'"
+        )))
+    }
+}
+
 /// Counts and sizes recorded by a backup.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct SnapshotStats {

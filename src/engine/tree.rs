@@ -293,6 +293,9 @@ impl Tree {
             for _ in 0..x {
                 let k = d.bytes()?.to_vec();
                 let v = d.bytes()?.to_vec();
+                if en.xattrs.last().is_some_and(|(prev, _)| *prev >= k) {
+                    return Err(d.err("extended attributes not sorted"));
+                }
                 en.xattrs.push((k, v));
             }
             entries.push(en);

@@ -153,8 +153,8 @@ impl Backend for LocalDir {
     fn list(&self, kind: Kind) -> Result<Vec<String>> {
         let dir = self.root.join(kind.dir());
         let mut out = Vec::new();
-        let mut stack = vec![dir];
-        while let Some(d) = stack.pop() {
+        let mut stack = vec![(dir, 0)];
+        while let Some((d, depth)) = stack.pop() {
             let rd = match fs::read_dir(&d) {
                 Ok(rd) => rd,
                 Err(e) if e.kind() == ErrorKind::NotFound => continue,
@@ -165,9 +165,10 @@ impl Backend for LocalDir {
                 let ft = ent
                     .file_type()
                     .map_err(|e| Error::io(ent.path().display(), e))?;
-                if ft.is_dir() && kind == Kind::Pack {
-                    stack.push(ent.path());
-                } else if ft.is_file() {
+                // Packs sit one shard folder deep: packs/<first two hex digits>/<id>.
+                if ft.is_dir() && kind == Kind::Pack && depth == 0 {
+                    stack.push((ent.path(), 1));
+                } else if ft.is_file() && (kind != Kind::Pack || depth == 1) {
                     if let Some(n) = ent.file_name().to_str() {
                         out.push(n.to_string());
                     }

@@ -23,6 +23,8 @@ pub enum Kind {
     Snapshot,
     /// Lock records.
     Lock,
+    /// Per-source catalogues of backup points.
+    Catalog,
 }
 
 impl Kind {
@@ -34,11 +36,18 @@ impl Kind {
             Kind::Index => "index",
             Kind::Snapshot => "snapshots",
             Kind::Lock => "locks",
+            Kind::Catalog => "points",
         }
     }
 
     /// All kinds that live in folders.
-    pub const FOLDERS: [Kind; 4] = [Kind::Pack, Kind::Index, Kind::Snapshot, Kind::Lock];
+    pub const FOLDERS: [Kind; 5] = [
+        Kind::Pack,
+        Kind::Index,
+        Kind::Snapshot,
+        Kind::Lock,
+        Kind::Catalog,
+    ];
 }
 
 /// A store of named immutable objects.
@@ -47,7 +56,7 @@ pub trait Backend: Send + Sync {
     fn location(&self) -> String;
     /// Name of an object as shown in messages (e.g. its path).
     fn describe(&self, kind: Kind, name: &str) -> String;
-    /// Whether the store has been initialised (holds a config object).
+    /// Whether an object exists.
     fn exists(&self, kind: Kind, name: &str) -> Result<bool>;
     /// Store `data` under `name`, atomically and durably, replacing any older object.
     fn put(&self, kind: Kind, name: &str, data: &[u8]) -> Result<()>;

@@ -1,0 +1,248 @@
+//! The names under which snapshots are reached, shared by the CLI, the FUSE mount and NFS:
+//!
+//! ```text
+//! <level>.<n>/<source>/…            a backup point, e.g. daily.0/web1/etc/hosts
+//! latest/<source>/…                 the newest snapshot of a source
+//! snapshots/<source>/<date>/…       every snapshot by its dated name (YYYY-MM-DD-HHMMSS, UTC)
+//! ```
+//!
+//! Commands also accept a snapshot id prefix, and `NAME:PATH` with any of the above as NAME.
+
+use std::collections::BTreeMap;
+
+use crate::engine::config::Level;
+use crate::engine::snapshot::{load_all, resolve as resolve_id, SnapshotEntry};
+use crate::engine::{Error, Repository, Result, SnapshotId};
+
+use super::catalog::Catalog;
+use super::name::{dated_name, PointName};
+
+/// Which snapshot a name selects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Selector {
+    /// A snapshot id or unique prefix.
+    Id(String),
+    /// A backup point of a source.
+    Point { point: PointName, source: String },
+    /// The newest snapshot of a source.
+    Latest { source: String },
+    /// A snapshot by dated name.
+    Dated { source: String, name: String },
+}
+
+/// Snapshots and points of one source.
+#[derive(Clone, Debug, Default)]
+pub struct SourceView {
+    /// Oldest first.
+    pub snapshots: Vec<SnapshotEntry>,
+    /// Dated name of each snapshot, parallel to `snapshots`.
+    pub dated: Vec<String>,
+    pub catalog: Catalog,
+}
+
+impl SourceView {
+    pub fn latest(&self) -> Option<&SnapshotEntry> {
+        self.snapshots.last()
+    }
+
+    pub fn by_id(&self, id: &SnapshotId) -> Option<&SnapshotEntry> {
+        self.snapshots.iter().find(|s| s.id == *id)
+    }
+
+    pub fn point(&self, p: &PointName) -> Option<&SnapshotEntry> {
+        self.by_id(&self.catalog.get(p)?)
+    }
+
+    pub fn dated(&self, name: &str) -> Option<&SnapshotEntry> {
+        let i = self.dated.iter().position(|d| d == name)?;
+        self.snapshots.get(i)
+    }
+
+    pub fn dated_name_of(&self, id: &SnapshotId) -> Option<&str> {
+        let i = self.snapshots.iter().position(|s| s.id == *id)?;
+        self.dated.get(i).map(String::as_str)
+    }
+}
+
+/// Every source with its snapshots, dated names and points.
+#[derive(Clone, Debug, Default)]
+pub struct View {
+    pub levels: Vec<Level>,
+    pub sources: BTreeMap<String, SourceView>,
+    /// All snapshots, oldest first.
+    pub all: Vec<SnapshotEntry>,
+}
+
+impl View {
+    /// Load snapshots and catalogues; unreadable snapshot records are returned as errors.
+    pub fn load(repo: &Repository) -> Result<(View, Vec<Error>)> {
+        let be = repo.backend.as_ref();
+        let (all, broken) = load_all(be)?;
+        let mut sources: BTreeMap<String, SourceView> = BTreeMap::new();
+        for s in &all {
+            sources
+                .entry(s.snapshot.source.clone())
+                .or_default()
+                .snapshots
+                .push(s.clone());
+        }
+        for name in Catalog::sources(be)? {
+            sources.entry(name).or_default();
+        }
+        for (name, sv) in sources.iter_mut() {
+            sv.catalog = Catalog::load(be, name)?;
+            // Two snapshots in one second: the later ones get their short id appended.
+            let mut seen = std::collections::HashSet::new();
+            sv.dated = sv
+                .snapshots
+                .iter()
+                .map(|s| {
+                    let d = dated_name(s.snapshot.unix_time());
+                    if seen.insert(d.clone()) {
+                        d
+                    } else {
+                        format!("{d}-{}", s.id.short())
+                    }
+                })
+                .collect();
+        }
+        Ok((
+            View {
+                levels: repo.config.levels.clone(),
+                sources,
+                all,
+            },
+            broken,
+        ))
+    }
+
+    fn source(&self, source: &str) -> Result<&SourceView> {
+        self.sources
+            .get(source)
+            .ok_or_else(|| Error::NotFound(format!("no source named {source:?} in the repository")))
+    }
+
+    /// Parse the leading components of a name into a selector; returns how many it used.
+    fn parse_selector(&self, comps: &[&str]) -> Result<(Selector, usize)> {
+        let need = |n: usize, shape: &str| {
+            if comps.len() < n {
+                Err(Error::NotFound(format!("incomplete name: use {shape}")))
+            } else {
+                Ok(())
+            }
+        };
+        let first = comps.first().copied().unwrap_or("");
+        if first == "snapshots" {
+            need(3, "snapshots/SOURCE/YYYY-MM-DD-HHMMSS[/PATH]")?;
+            return Ok((
+                Selector::Dated {
+                    source: comps[1].to_string(),
+                    name: comps[2].to_string(),
+                },
+                3,
+            ));
+        }
+        if first == "latest" {
+            need(2, "latest/SOURCE[/PATH]")?;
+            return Ok((
+                Selector::Latest {
+                    source: comps[1].to_string(),
+                },
+                2,
+            ));
+        }
+        if let Some(point) =
+            PointName::parse(first).filter(|p| self.levels.iter().any(|l| l.name == p.level))
+        {
+            need(2, &format!("{first}/SOURCE[/PATH]"))?;
+            return Ok((
+                Selector::Point {
+                    point,
+                    source: comps[1].to_string(),
+                },
+                2,
+            ));
+        }
+        Ok((Selector::Id(first.to_string()), 1))
+    }
+
+    /// The snapshot a selector names.
+    pub fn select(&self, sel: &Selector) -> Result<&SnapshotEntry> {
+        match sel {
+            Selector::Id(prefix) => resolve_id(&self.all, prefix),
+            Selector::Latest { source } => self
+                .source(source)?
+                .latest()
+                .ok_or_else(|| Error::NotFound(format!("source {source} has no snapshots"))),
+            Selector::Point { point, source } => self
+                .source(source)?
+                .point(point)
+                .ok_or_else(|| Error::NotFound(format!("{point}/{source}: no such backup point"))),
+            Selector::Dated { source, name } => self.source(source)?.dated(name).ok_or_else(|| {
+                Error::NotFound(format!("snapshots/{source}/{name}: no such snapshot"))
+            }),
+        }
+    }
+
+    /// Resolve `NAME[:PATH]` or `NAME/PATH` (NAME in any of the layout's forms) to a snapshot
+    /// and a path inside it.
+    pub fn resolve(&self, spec: &[u8]) -> Result<(&SnapshotEntry, Vec<u8>)> {
+        let (head, path) = match spec.iter().position(|&c| c == b':') {
+            Some(i) => (&spec[..i], Some(&spec[i + 1..])),
+            None => (spec, None),
+        };
+        let head_str = String::from_utf8_lossy(head);
+        let comps: Vec<&str> = head_str.split('/').filter(|c| !c.is_empty()).collect();
+        if comps.is_empty() {
+            return Err(Error::NotFound("no snapshot named: give an id, a point like daily.0/SOURCE, latest/SOURCE or snapshots/SOURCE/DATE".into()));
+        }
+        let (sel, used) = self.parse_selector(&comps)?;
+        let rest = &comps[used..];
+        let inner: Vec<u8> = match path {
+            Some(p) if rest.is_empty() => p.to_vec(),
+            Some(_) => {
+                return Err(Error::NotFound(format!(
+                "{head_str}: give the path either after ':' or after the snapshot name, not both"
+            )))
+            }
+            // Keep non-UTF-8 path bytes intact: take them from `spec`, not the lossy copy.
+            None => after_components(spec, used).to_vec(),
+        };
+        Ok((self.select(&sel)?, inner))
+    }
+}
+
+/// The bytes of `spec` after its first `n` non-empty `/`-separated components.
+fn after_components(spec: &[u8], n: usize) -> &[u8] {
+    let mut seen = 0;
+    let mut pos = 0;
+    while seen < n && pos < spec.len() {
+        while spec.get(pos) == Some(&b'/') {
+            pos += 1;
+        }
+        while pos < spec.len() && spec[pos] != b'/' {
+            pos += 1;
+        }
+        seen += 1;
+    }
+    &spec[pos.min(spec.len())..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn components() {
+        assert_eq!(
+            after_components(b"daily.0/web1/etc/hosts", 2),
+            b"/etc/hosts"
+        );
+        assert_eq!(after_components(b"//latest//web1", 2), b"");
+        assert_eq!(after_components(b"abcd", 1), b"");
+        assert_eq!(
+            after_components(b"snapshots/w/2026-11-21-120000/a\xff", 3),
+            b"/a\xff"
+        );
+    }
+}
