@@ -5,4 +5,6 @@
 //! (vfs, fuse, nfs) build on them.
 
 pub mod engine;
+pub mod fuse;
 pub mod points;
+pub mod vfs;

@@ -30,9 +30,10 @@ fn ok(repo: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A repository that keeps every backup (the tests here are not about retention).
 fn init(repo: &Path) {
     let out = Command::new(env!("CARGO_BIN_EXE_yester"))
-        .arg("init")
+        .args(["init", "--levels", "hourly=1000"])
         .arg(repo)
         .output()
         .unwrap();
@@ -528,5 +529,51 @@ fn partial_backup_exits_3_and_records_warnings() {
             .unwrap()
             .ends_with("/mem: read error: Input/output error (os error 5)"))),
         "{w}"
+    );
+}
+
+#[test]
+fn backup_crashing_before_its_snapshot_leaves_no_snapshot() {
+    let t = tempfile::tempdir().unwrap();
+    let repo = t.path().join("repo");
+    init(&repo);
+    let data = t.path().join("data");
+    fs::create_dir(&data).unwrap();
+    fs::write(data.join("f"), random_bytes(3, 2 << 20)).unwrap();
+    let first = backup(&repo, "s", &data);
+    fs::write(data.join("g"), random_bytes(4, 2 << 20)).unwrap();
+    let out = yester(&repo)
+        .args(["backup", "--source", "s", data.to_str().unwrap()])
+        .env("YESTER_FAILPOINT", "backup-before-snapshot")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let snaps: serde_json::Value =
+        serde_json::from_str(&ok(&repo, &["snapshots", "--json"])).unwrap();
+    assert_eq!(snaps.as_array().unwrap().len(), 1);
+    assert_eq!(snaps[0]["id"].as_str().unwrap(), first);
+    ok(&repo, &["check", "--read-data"]);
+    let second = backup(&repo, "s", &data);
+    let target = t.path().join("r");
+    ok(
+        &repo,
+        &[
+            "restore",
+            &format!("{second}:{}", inside(&data)),
+            "--target",
+            target.to_str().unwrap(),
+        ],
+    );
+    assert!(Command::new("diff")
+        .arg("-r")
+        .arg(&data)
+        .arg(target.join("data"))
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(
+        fs::read_dir(repo.join("locks")).unwrap().count(),
+        0,
+        "the crashed backup's lock was cleaned"
     );
 }

@@ -569,3 +569,51 @@ fn status_gives_nagios_codes_and_prometheus_metrics() {
         - 3600;
     assert!((stamp - expect).abs() <= 2, "{stamp} vs {expect}");
 }
+
+#[test]
+fn prune_crashing_between_its_writes_loses_nothing() {
+    for point in [
+        "prune-after-repack",
+        "prune-after-new-index",
+        "prune-after-index-delete",
+    ] {
+        let t = tempfile::tempdir().unwrap();
+        let repo = t.path().join("repo");
+        init(&repo, "hourly=10");
+        let (ids, copies) = generations(t.path(), &repo);
+        ok(&repo, &["forget", &ids[0]]);
+        // Crash at the same point twice: the second run meets the first one's leftovers,
+        // including packs and index files that it writes again under the same names.
+        for _ in 0..2 {
+            let out = yester(&repo)
+                .args(["prune", "--max-unused", "0"])
+                .env("YESTER_FAILPOINT", point)
+                .output()
+                .unwrap();
+            assert!(
+                !out.status.success(),
+                "{point}: prune was expected to crash"
+            );
+            ok(&repo, &["check", "--read-data"]);
+            for g in 1..3 {
+                assert!(
+                    restores_identical(t.path(), &repo, &ids[g], &copies[g]),
+                    "{point}: gen {g}"
+                );
+            }
+        }
+        ok(&repo, &["prune", "--max-unused", "0"]);
+        ok(&repo, &["check", "--read-data"]);
+        for g in 1..3 {
+            assert!(
+                restores_identical(t.path(), &repo, &ids[g], &copies[g]),
+                "{point}: gen {g} after a full prune"
+            );
+        }
+        let notes = run(&repo, &["check"]);
+        assert!(
+            !String::from_utf8_lossy(&notes.stderr).contains("not in the index"),
+            "{point}: a complete prune leaves no unindexed packs"
+        );
+    }
+}

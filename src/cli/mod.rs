@@ -3,6 +3,7 @@
 mod commands;
 mod demo;
 mod format;
+mod mount;
 mod points;
 
 use std::ffi::OsString;
@@ -96,6 +97,11 @@ enum Command {
     Check(CheckArgs),
     /// Remove locks left by processes that no longer run
     Unlock(UnlockArgs),
+    /// Mount backup points read-only with FUSE (like /.yesterday)
+    #[command(
+        after_help = "Without --foreground the mount runs in the background once it is up (as mount.yester\nand fstab expect). Unmount with `fusermount3 -u MOUNTPOINT` or `umount MOUNTPOINT`.\n\nExample:\n  yester mount --path daily.0/web1 /.yesterday --allow-other\n  yester mount /mnt/backups --foreground"
+    )]
+    Mount(MountArgs),
     /// Build a throwaway repository from a sample tree and show what yester does
     Demo(DemoArgs),
 }
@@ -274,6 +280,31 @@ struct CheckArgs {
 }
 
 #[derive(Args)]
+pub struct MountArgs {
+    /// Where to mount
+    mountpoint: PathBuf,
+    /// Mount only this part of the view, e.g. daily.0/web1 (follows the point as it moves)
+    #[arg(long)]
+    path: Option<String>,
+    /// Let every user use the mount (file modes are still enforced for each user)
+    #[arg(long)]
+    allow_other: bool,
+    /// Stay in the foreground until unmounted or interrupted
+    #[arg(long, short = 'f')]
+    foreground: bool,
+    /// (internal) started by a background mount: drop stderr once mounted
+    #[arg(long, hide = true)]
+    detached: bool,
+    /// Memory for decompressed chunks, e.g. 256MiB
+    #[arg(long, default_value = "256MiB", value_parser = parse_size_usize)]
+    cache_size: usize,
+}
+
+fn parse_size_usize(s: &str) -> Result<usize, String> {
+    parse_size_u64(s).and_then(|v| usize::try_from(v).map_err(|_| format!("size too large: {s:?}")))
+}
+
+#[derive(Args)]
 struct UnlockArgs {
     /// Remove every lock, also those of live or remote processes
     #[arg(long)]
@@ -289,6 +320,10 @@ struct DemoArgs {
 
 /// Parse sizes like `1MiB`, `512KiB`, `65536`.
 fn parse_size(s: &str) -> Result<u32, String> {
+    parse_size_u64(s).and_then(|v| u32::try_from(v).map_err(|_| format!("size too large: {s:?}")))
+}
+
+fn parse_size_u64(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
@@ -297,9 +332,11 @@ fn parse_size(s: &str) -> Result<u32, String> {
         "" | "b" => 1,
         "k" | "kib" | "kb" => 1 << 10,
         "m" | "mib" | "mb" => 1 << 20,
-        _ => return Err(format!("unknown size unit in {s:?} (use KiB or MiB)")),
+        "g" | "gib" | "gb" => 1 << 30,
+        _ => return Err(format!("unknown size unit in {s:?} (use KiB, MiB or GiB)")),
     };
-    u32::try_from(n * mult).map_err(|_| format!("size too large: {s:?}"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size too large: {s:?}"))
 }
 
 fn init_logging(quiet: bool, verbose: u8) {
@@ -312,8 +349,9 @@ fn init_logging(quiet: bool, verbose: u8) {
             _ => "debug",
         }
     };
+    // fuser logs a harmless warning when the kernel side was already unmounted: keep quiet.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default},fuser=error")));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -367,6 +405,7 @@ pub fn main() -> ExitCode {
         Command::Check(a) => commands::check(&ctx, a),
         Command::Unlock(a) => commands::unlock(&ctx, a),
         Command::Demo(a) => demo::run_demo(a),
+        Command::Mount(a) => mount::mount(&ctx, a),
     };
     match res {
         Ok(code) => ExitCode::from(code),

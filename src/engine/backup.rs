@@ -21,7 +21,7 @@ use super::id::SnapshotId;
 use super::lock;
 use super::pack::BlobKind;
 use super::repo::{BlobWriter, Repository};
-use super::snapshot::{Snapshot, SnapshotStats, SNAPSHOT_VERSION};
+use super::snapshot::{LinkTable, Snapshot, SnapshotStats, SNAPSHOT_VERSION};
 use super::tree::{ChunkRef, Entry, HardlinkKey, NodeKind, Timestamp, Tree};
 
 /// What to back up and how.
@@ -132,6 +132,8 @@ struct Walker<'a, P: Progress> {
     stats: SnapshotStats,
     warnings: Vec<String>,
     progress: &'a mut P,
+    /// Names seen per hard-linked file.
+    links: LinkTable,
 }
 
 fn ts(secs: i64, nanos: i64) -> Timestamp {
@@ -341,6 +343,9 @@ impl<P: Progress> Walker<'_, P> {
             _ => self.stats.others += 1,
         }
         e.xattrs = self.xattrs(path);
+        if let Some(key) = e.hardlink {
+            *self.links.counts.entry(key).or_default() += 1;
+        }
         Ok(Some(e))
     }
 
@@ -476,6 +481,7 @@ pub fn backup<P: Progress>(
         stats: SnapshotStats::default(),
         warnings: Vec::new(),
         progress,
+        links: LinkTable::default(),
     };
     let root_tree = if root.target {
         // Backing up `/` itself.
@@ -488,7 +494,13 @@ pub fn backup<P: Progress>(
         let t = w.save_spine(Path::new("/"), &root)?;
         w.writer.add(BlobKind::Tree, &t.encode())?
     };
+    let links = if w.links.counts.is_empty() {
+        None
+    } else {
+        Some(w.writer.add(BlobKind::Data, &w.links.encode())?)
+    };
     w.writer.flush()?;
+    super::failpoint::failpoint("backup-before-snapshot");
     let ws = w.writer.stats;
     let mut stats = w.stats;
     stats.blobs_added = ws.blobs_added;
@@ -507,6 +519,7 @@ pub fn backup<P: Progress>(
         tree: root_tree,
         stats,
         warnings: w.warnings,
+        links,
     };
     let id = snapshot.save(repo.backend.as_ref())?;
     Ok(BackupReport { id, snapshot })

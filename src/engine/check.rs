@@ -267,7 +267,13 @@ pub fn check<P: CheckProgress>(
     };
     for (i, s) in snaps.iter().enumerate() {
         progress.step("snapshots", i, snaps.len());
-        walk.tree(&describe_snapshot(s), "/", s.snapshot.tree);
+        let name = describe_snapshot(s);
+        if let Some(links) = s.snapshot.links {
+            if let Some(why) = walk.blob_problem(&links) {
+                walk.damage.push(format!("{name}: hard-link table: {why}"));
+            }
+        }
+        walk.tree(&name, "/", s.snapshot.tree);
     }
     report.damage.extend(walk.damage);
     Ok(report)

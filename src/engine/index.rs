@@ -72,7 +72,7 @@ pub struct BlobLocation {
 }
 
 /// 52 bytes resident per blob.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 struct Slot {
     id: BlobId,
     pack: u32,
@@ -84,7 +84,7 @@ struct Slot {
 }
 
 /// The in-memory index of every blob in the repository.
-#[derive(Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Index {
     packs: Vec<PackId>,
     pack_pos: HashMap<PackId, u32>,
@@ -97,7 +97,20 @@ impl Index {
     /// Load every index file of the repository.
     pub fn load(backend: &dyn Backend) -> Result<Self> {
         let mut idx = Index::default();
-        for name in backend.list(Kind::Index)? {
+        idx.load_files(backend, &backend.list(Kind::Index)?)?;
+        Ok(idx)
+    }
+
+    /// Names of the index files this index was built from.
+    pub fn file_names(&self) -> Vec<String> {
+        self.files.iter().map(IndexId::to_hex).collect()
+    }
+
+    /// Add the given index files (for a long-running reader that sees new backups land).
+    pub fn load_files(&mut self, backend: &dyn Backend, names: &[String]) -> Result<()> {
+        let idx = self;
+        for name in names {
+            let name = name.clone();
             let object = backend.describe(Kind::Index, &name);
             let Ok(id) = IndexId::from_hex(&name) else {
                 tracing::warn!("{object}: ignoring a file that is not an index file");
@@ -116,7 +129,12 @@ impl Index {
             idx.files.push(id);
         }
         idx.finish();
-        Ok(idx)
+        Ok(())
+    }
+
+    /// Sum of the stored sizes of all blobs.
+    pub fn stored_bytes(&self) -> u64 {
+        self.slots.iter().map(|s| u64::from(s.stored_len)).sum()
     }
 
     /// Add a pack's entries (call [`Index::finish`] before lookups).

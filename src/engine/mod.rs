@@ -10,6 +10,7 @@ pub mod codec;
 pub mod config;
 pub mod diff;
 pub mod error;
+pub mod failpoint;
 pub mod id;
 pub mod index;
 pub mod lock;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::backend::Kind;
 use super::error::{Error, Result};
+use super::failpoint::failpoint;
 use super::id::{BlobId, PackId};
 use super::index::{decode_index_file, encode_index_file, Index, IndexedPack};
 use super::lock;
@@ -124,7 +125,8 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
         index,
     };
     let roots: Vec<BlobId> = snaps.iter().map(|s| s.snapshot.tree).collect();
-    let live = live_blobs(&reader, &roots)?;
+    let mut live = live_blobs(&reader, &roots)?;
+    live.extend(snaps.iter().filter_map(|s| s.snapshot.links));
     report.live_blobs = live.len();
 
     // A blob is kept in the one pack the index resolves it to; other copies are garbage.
@@ -224,6 +226,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
         repacked.push((name, bytes.len() as u64));
     }
     writer.flush()?;
+    failpoint("prune-after-repack");
     report.packs_written = writer.stats.packs_written;
     let written_bytes = writer.stats.stored_bytes_added;
 
@@ -235,18 +238,28 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
         be.put(Kind::Index, &id.to_hex(), &bytes)?;
         Some(id.to_hex())
     };
-    // 3. The old index files (the writer's new one is not among them).
+    failpoint("prune-after-new-index");
+    // 3. The old index files. Objects are named by content, so a pack or index file written
+    //    just now may have the name of one that was there before (e.g. after a prune killed
+    //    half-way): those stay.
+    let written_indexes: HashSet<String> =
+        writer.written_indexes.iter().map(|i| i.to_hex()).collect();
+    let written_packs: HashSet<String> = writer.written_packs.iter().map(|p| p.to_hex()).collect();
     for name in index_files
         .iter()
-        .filter(|n| Some(*n) != new_index.as_ref())
+        .filter(|n| Some(*n) != new_index.as_ref() && !written_indexes.contains(*n))
     {
         be.delete(Kind::Index, name)?;
     }
+    failpoint("prune-after-index-delete");
     // 4. Packs nothing refers to any more.
-    for (name, _) in delete.iter().chain(repacked.iter()) {
-        be.delete(Kind::Pack, name)?;
+    let mut removed: u64 = 0;
+    for (name, size) in delete.iter().chain(repacked.iter()) {
+        if !written_packs.contains(name) {
+            be.delete(Kind::Pack, name)?;
+            removed += size;
+        }
     }
-    let removed: u64 = freed_before + repacked.iter().map(|(_, s)| s).sum::<u64>();
     report.bytes_freed = removed as i64 - written_bytes as i64;
     Ok(report)
 }

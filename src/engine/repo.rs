@@ -8,7 +8,7 @@ use rayon::prelude::*;
 use super::backend::{Backend, Kind};
 use super::config::RepoConfig;
 use super::error::{Error, Result};
-use super::id::{BlobId, BlobKey};
+use super::id::{BlobId, BlobKey, IndexId, PackId};
 use super::index::{encode_index_file, Index, IndexedPack};
 use super::pack::{decode_blob, BlobKind, EncodedBlob, PackBuilder};
 use super::tree::{ChunkRef, Tree};
@@ -136,6 +136,10 @@ pub struct BlobWriter<'a> {
     pack: PackBuilder,
     unindexed: Vec<IndexedPack>,
     pub stats: WriteStats,
+    /// Names of the packs and index files written (content-named: an identical object that
+    /// already existed has the same name).
+    pub written_packs: Vec<PackId>,
+    pub written_indexes: Vec<IndexId>,
 }
 
 impl<'a> BlobWriter<'a> {
@@ -149,6 +153,8 @@ impl<'a> BlobWriter<'a> {
             pack: PackBuilder::new(),
             unindexed: Vec::new(),
             stats: WriteStats::default(),
+            written_packs: Vec::new(),
+            written_indexes: Vec::new(),
         }
     }
 
@@ -206,6 +212,7 @@ impl<'a> BlobWriter<'a> {
         let (id, bytes, entries) = std::mem::take(&mut self.pack).finish();
         self.repo.backend.put(Kind::Pack, &id.to_hex(), &bytes)?;
         self.stats.packs_written += 1;
+        self.written_packs.push(id);
         self.unindexed.push(IndexedPack { pack: id, entries });
         if self.unindexed.len() >= PACKS_PER_INDEX {
             self.write_index()?;
@@ -219,6 +226,7 @@ impl<'a> BlobWriter<'a> {
         }
         let (id, bytes) = encode_index_file(&self.unindexed);
         self.repo.backend.put(Kind::Index, &id.to_hex(), &bytes)?;
+        self.written_indexes.push(id);
         self.unindexed.clear();
         Ok(())
     }

@@ -166,17 +166,6 @@ impl Restorer<'_> {
     }
 
     fn set_metadata(&mut self, e: &Entry, dest: &Path) {
-        for (k, v) in &e.xattrs {
-            if let Err(err) = xattr::set(dest, OsStr::from_bytes(k), v) {
-                self.fail(
-                    dest,
-                    format_args!(
-                        "cannot set extended attribute {}: {err}",
-                        String::from_utf8_lossy(k)
-                    ),
-                );
-            }
-        }
         if self.is_root {
             if let Err(err) = nix::unistd::fchownat(
                 AT_FDCWD,
@@ -186,6 +175,19 @@ impl Restorer<'_> {
                 nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
             ) {
                 self.fail(dest, format_args!("cannot set owner: {err}"));
+            }
+        }
+        // Extended attributes after chown, which drops security.capability, and before chmod,
+        // which may take away the write permission a non-root user needs to set them.
+        for (k, v) in &e.xattrs {
+            if let Err(err) = xattr::set(dest, OsStr::from_bytes(k), v) {
+                self.fail(
+                    dest,
+                    format_args!(
+                        "cannot set extended attribute {}: {err}",
+                        String::from_utf8_lossy(k)
+                    ),
+                );
             }
         }
         // After chown, which clears set-id bits; symlinks have no mode of their own.

@@ -58,6 +58,51 @@ pub struct Snapshot {
     pub stats: SnapshotStats,
     /// Problems met during the backup (unreadable or changing files).
     pub warnings: Vec<String>,
+    /// Blob holding the link counts of hard-linked files within this snapshot (see
+    /// [`LinkTable`]); absent when the snapshot has no hard links.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub links: Option<BlobId>,
+}
+
+/// How many names each hard-linked file has inside one snapshot, so that mounts report the
+/// link count the snapshot really shows. Encoding: docs/FORMAT.md, "Link tables".
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LinkTable {
+    pub counts: std::collections::BTreeMap<super::tree::HardlinkKey, u64>,
+}
+
+impl LinkTable {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut e = super::codec::Encoder::new();
+        e.u8(1);
+        e.uvarint(self.counts.len() as u64);
+        for (k, n) in &self.counts {
+            e.uvarint(k.dev);
+            e.uvarint(k.ino);
+            e.uvarint(*n);
+        }
+        e.buf
+    }
+
+    pub fn decode(bytes: &[u8], object: &str) -> Result<Self> {
+        let mut d = super::codec::Decoder::new(bytes, object);
+        if d.u8()? != 1 {
+            return Err(d.err("unknown link table version"));
+        }
+        let n = d.count(3)?;
+        let mut counts = std::collections::BTreeMap::new();
+        for _ in 0..n {
+            let key = super::tree::HardlinkKey {
+                dev: d.uvarint()?,
+                ino: d.uvarint()?,
+            };
+            counts.insert(key, d.uvarint()?);
+        }
+        if !d.is_empty() {
+            return Err(d.err("trailing bytes"));
+        }
+        Ok(LinkTable { counts })
+    }
 }
 
 impl Snapshot {
@@ -113,10 +158,28 @@ pub struct SnapshotEntry {
 
 /// All readable snapshots, oldest first, and the errors of those that are not readable.
 pub fn load_all(backend: &dyn Backend) -> Result<(Vec<SnapshotEntry>, Vec<Error>)> {
+    load_all_reusing(backend, &[])
+}
+
+/// As [`load_all`], taking records already parsed from `known` (records never change, so a
+/// long-running reader only reads the new ones).
+pub fn load_all_reusing(
+    backend: &dyn Backend,
+    known: &[SnapshotEntry],
+) -> Result<(Vec<SnapshotEntry>, Vec<Error>)> {
+    let known: std::collections::HashMap<SnapshotId, &SnapshotEntry> =
+        known.iter().map(|e| (e.id, e)).collect();
     let mut ok = Vec::new();
     let mut bad = Vec::new();
     for name in backend.list(Kind::Snapshot)? {
         let object = backend.describe(Kind::Snapshot, &name);
+        if let Some(e) = SnapshotId::from_hex(&name)
+            .ok()
+            .and_then(|id| known.get(&id))
+        {
+            ok.push((*e).clone());
+            continue;
+        }
         let res = SnapshotId::from_hex(&name)
             .map_err(|_| Error::corrupt(&object, "unexpected file name in snapshots/"))
             .and_then(|id| {

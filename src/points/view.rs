@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use crate::engine::config::Level;
-use crate::engine::snapshot::{load_all, resolve as resolve_id, SnapshotEntry};
+use crate::engine::snapshot::{load_all_reusing, resolve as resolve_id, SnapshotEntry};
 use crate::engine::{Error, Repository, Result, SnapshotId};
 
 use super::catalog::Catalog;
@@ -76,8 +76,13 @@ pub struct View {
 impl View {
     /// Load snapshots and catalogues; unreadable snapshot records are returned as errors.
     pub fn load(repo: &Repository) -> Result<(View, Vec<Error>)> {
+        Self::load_reusing(repo, &[])
+    }
+
+    /// As [`View::load`], reusing snapshot records already parsed.
+    pub fn load_reusing(repo: &Repository, known: &[SnapshotEntry]) -> Result<(View, Vec<Error>)> {
         let be = repo.backend.as_ref();
-        let (all, broken) = load_all(be)?;
+        let (all, broken) = load_all_reusing(be, known)?;
         let mut sources: BTreeMap<String, SourceView> = BTreeMap::new();
         for s in &all {
             sources

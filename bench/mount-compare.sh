@@ -1,0 +1,562 @@
+#!/usr/bin/env bash
+# Compare yester's FUSE mount with restic mount, borg mount and the plain source tree,
+# on the same data, in one run. See bench/README.md.
+#
+#   bench/mount-compare.sh                      # defaults: 1500 MB tree + 1 GiB image
+#   BENCH_TREE_MB=300 BENCH_BIG_MB=256 bench/mount-compare.sh   # quick run
+#
+# Needs root (drop_caches, FUSE), restic, borg (+ python3-llfuse), fusermount3, rsync,
+# GNU time (/usr/bin/time), GNU diff/find/grep, python3.
+set -euo pipefail
+
+# ---------------------------------------------------------------- settings
+BENCH_TREE_MB=${BENCH_TREE_MB:-1500}        # size of the tree part (copies from /usr)
+BENCH_BIG_MB=${BENCH_BIG_MB:-1024}          # size of the VM-image-like file (MiB)
+BENCH_BIG_DATA_MB=${BENCH_BIG_DATA_MB:-320} # MiB of real data inside it; the rest is zeros
+BENCH_GREP=${BENCH_GREP:-SPDX-License-Identifier}   # fixed string for grep -r
+BENCH_TOOLS=${BENCH_TOOLS:-"yester restic borg plain"}
+BENCH_MEASURES=${BENCH_MEASURES:-"find ls cat grep diff"}
+BENCH_REMOUNT=${BENCH_REMOUNT:-1}           # 1: fresh mount (cold daemon) for every measurement
+BENCH_REPEAT=${BENCH_REPEAT:-2}             # rounds of all measurements; the table shows the best
+BENCH_TIMEOUT=${BENCH_TIMEOUT:-1200}        # seconds before one measurement is given up
+BENCH_KEEP=${BENCH_KEEP:-0}                 # 1: keep the work dir (data, repositories)
+BENCH_YESTER_CACHE=${BENCH_YESTER_CACHE:-}  # e.g. 256MiB: passed as yester mount --cache-size
+BENCH_SRC_ROOTS=${BENCH_SRC_ROOTS:-"/usr/include /usr/share /usr/lib"}
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+PROJECT_DIR=$(cd "$SCRIPT_DIR/.." && pwd)
+RESULTS_DIR=${BENCH_RESULTS_DIR:-$SCRIPT_DIR/results}
+STAMP=$(date +%Y%m%d-%H%M%S)
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+for t in restic borg fusermount3 rsync diff find grep sha256sum mountpoint; do
+    command -v "$t" >/dev/null || die "$t not found (apt-get install -y restic borgbackup fuse3 python3-llfuse rsync time)"
+done
+[ -x /usr/bin/time ] || die "/usr/bin/time not found (apt-get install -y time)"
+[ -e /dev/fuse ] || die "/dev/fuse missing"
+
+# ---------------------------------------------------------------- work dir and cleanup
+if [ -n "${BENCH_DIR:-}" ]; then
+    mkdir -p "$BENCH_DIR"
+    WORK=$(mktemp -d "$BENCH_DIR/yester-bench.XXXXXX")
+else
+    WORK=$(mktemp -d /var/tmp/yester-bench.XXXXXX)
+fi
+WORK=$(cd "$WORK" && pwd -P)
+DATA=$WORK/data                 # what is backed up
+MNT=$WORK/mnt                   # mount points
+LOGS=$WORK/logs
+mkdir -p "$DATA/tree" "$DATA/vm" "$MNT"/{yester,restic,borg} "$LOGS"
+
+declare -A DAEMON_PID=()
+
+unmount_one() { # MOUNTPOINT PID
+    local m=$1 pid=${2:-} i
+    if mountpoint -q "$m" 2>/dev/null; then
+        fusermount3 -u "$m" 2>/dev/null || { sleep 1; fusermount3 -u "$m" 2>/dev/null; } || fusermount3 -uz "$m" 2>/dev/null || true
+    fi
+    if [ -n "$pid" ]; then
+        for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        if kill -0 "$pid" 2>/dev/null; then
+            log "daemon $pid did not exit after unmount: sending TERM"
+            kill "$pid" 2>/dev/null || true
+            sleep 1
+        fi
+        wait "$pid" 2>/dev/null || true
+    fi
+}
+
+cleanup() {
+    local rc=$? t
+    set +e
+    for t in yester restic borg; do
+        unmount_one "$MNT/$t" "${DAEMON_PID[$t]:-}"
+    done
+    if [ "$BENCH_KEEP" = 1 ]; then
+        log "kept work dir $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- results
+mkdir -p "$RESULTS_DIR"
+TSV=$RESULTS_DIR/mount-$STAMP.tsv
+TXT=$RESULTS_DIR/mount-$STAMP.txt
+printf 'tool\tphase\tmetric\tround\tvalue\tunit\tnote\n' > "$TSV"
+ROUND=-
+rec() { # TOOL PHASE METRIC VALUE UNIT [NOTE]   (the current $ROUND goes in as well)
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$ROUND" "$4" "$5" "${6:-}" >> "$TSV"
+}
+
+DROP_OK=unknown
+drop_caches() {
+    sync
+    if echo 3 > /proc/sys/vm/drop_caches 2>/dev/null; then
+        DROP_OK=yes
+    else
+        DROP_OK=no
+    fi
+}
+
+# ---------------------------------------------------------------- tools and versions
+if [ -n "${YESTER_BIN:-}" ]; then
+    [ -x "$YESTER_BIN" ] || die "YESTER_BIN=$YESTER_BIN is not executable"
+else
+    log "building yester (cargo build --release)"
+    (cd "$PROJECT_DIR" && cargo build --release --quiet) || die "cargo build failed"
+    YESTER_BIN=$PROJECT_DIR/target/release/yester
+fi
+# A private copy: others may rebuild target/ while we run.
+cp "$YESTER_BIN" "$WORK/yester"
+Y=$WORK/yester
+
+YESTER_COMMIT=$(git -C "$PROJECT_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -n "$(git -C "$PROJECT_DIR" status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+    YESTER_COMMIT="$YESTER_COMMIT+dirty"
+fi
+RESTIC_VERSION=$(restic version | head -1)
+BORG_VERSION=$(borg --version)
+rec meta info date "$(date -Is)" -
+rec meta info host "$(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r)" -
+rec meta info yester_commit "$YESTER_COMMIT" -
+rec meta info yester_version "$("$Y" --version)" -
+rec meta info restic_version "$RESTIC_VERSION" -
+rec meta info borg_version "$BORG_VERSION" -
+rec meta info settings "TREE_MB=$BENCH_TREE_MB BIG_MB=$BENCH_BIG_MB BIG_DATA_MB=$BENCH_BIG_DATA_MB REMOUNT=$BENCH_REMOUNT REPEAT=$BENCH_REPEAT GREP=$BENCH_GREP YESTER_CACHE=${BENCH_YESTER_CACHE:-default}" -
+rec meta info loadavg_start "$(cut -d' ' -f1-3 /proc/loadavg)" -
+log "work dir $WORK; yester $YESTER_COMMIT; $RESTIC_VERSION; $BORG_VERSION"
+
+# ---------------------------------------------------------------- 1. the data set
+log "selecting ~${BENCH_TREE_MB} MB of files from $BENCH_SRC_ROOTS"
+"$PY" - "$BENCH_TREE_MB" $BENCH_SRC_ROOTS > "$WORK/files.list" <<'EOF'
+# Pick whole subdirectories of each root, smallest first, so the tree is a realistic mix of
+# many small files and some big ones; the last subdirectory is cut at the budget.
+# /usr/include gets up to 10 %, /usr/share up to 45 %, /usr/lib the rest.
+import os, stat, sys
+total = int(sys.argv[1]) * 1000 * 1000
+roots = sys.argv[2:]
+shares = {"/usr/include": 0.10, "/usr/share": 0.45}
+skip = ("/usr/share/package-lists",)
+
+def walk(top):
+    """(path, size) of regular files and symlinks under top, sorted, on one file system."""
+    out = []
+    try:
+        dev = os.lstat(top).st_dev
+    except OSError:
+        return out
+    for d, dirs, files in os.walk(top):
+        dirs[:] = sorted(x for x in dirs
+                         if os.lstat(os.path.join(d, x)).st_dev == dev
+                         and not os.path.join(d, x).startswith(skip))
+        for f in sorted(files):
+            p = os.path.join(d, f)
+            try:
+                st = os.lstat(p)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                if os.access(p, os.R_OK):
+                    out.append((p, st.st_size))
+            elif stat.S_ISLNK(st.st_mode):
+                out.append((p, 0))
+    return out
+
+used = 0
+for i, root in enumerate(roots):
+    last = i == len(roots) - 1
+    budget = (total - used) if last else min(total - used, int(total * shares.get(root, 0.3)))
+    if budget <= 0:
+        continue
+    kids = []
+    try:
+        names = sorted(os.listdir(root))
+    except OSError:
+        continue
+    for n in names:
+        p = os.path.join(root, n)
+        if p.startswith(skip):
+            continue
+        if os.path.isdir(p) and not os.path.islink(p):
+            fl = walk(p)
+        else:
+            st = os.lstat(p)
+            fl = [(p, st.st_size if stat.S_ISREG(st.st_mode) else 0)] if (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)) else []
+        kids.append((sum(s for _, s in fl), n, fl))
+    kids.sort()
+    got = 0
+    for size, _, fl in kids:
+        if got + size <= budget:
+            for p, _ in fl:
+                print(p)
+            got += size
+            continue
+        for p, s in fl:
+            if got >= budget:
+                break
+            if got + s > budget * 1.02 and s > 0:
+                continue
+            print(p)
+            got += s
+        break
+    used += got
+    print(f"{root}: {got/1e6:.0f} MB", file=sys.stderr)
+EOF
+log "copying $(wc -l < "$WORK/files.list") files with rsync"
+rsync -aH --files-from="$WORK/files.list" / "$DATA/tree/"
+
+log "writing a ${BENCH_BIG_MB} MiB VM-image-like file (${BENCH_BIG_DATA_MB} MiB real data, rest zeros)"
+"$PY" - "$DATA/vm/disk.img" "$BENCH_BIG_MB" "$BENCH_BIG_DATA_MB" <<'EOF'
+# A raw disk image as a VM leaves it: a dense "OS" area at the start, then extents of real
+# file data (shared libraries, JDK modules, documentation) scattered over mostly zero blocks.
+# Deterministic (seeded), 4 KiB aligned, written densely (no holes).
+import os, random, sys
+path, size, data = sys.argv[1], int(sys.argv[2]) << 20, int(sys.argv[3]) << 20
+data = min(data, size)
+rng = random.Random(20261121)
+def source():
+    for top in ("/usr/lib/x86_64-linux-gnu", "/usr/lib/jvm", "/usr/share/doc", "/usr/lib"):
+        for d, dirs, files in os.walk(top):
+            dirs.sort()
+            for f in sorted(files):
+                p = os.path.join(d, f)
+                if os.path.islink(p) or not os.path.isfile(p):
+                    continue
+                try:
+                    with open(p, "rb") as fh:
+                        while True:
+                            b = fh.read(1 << 20)
+                            if not b:
+                                break
+                            yield b
+                except OSError:
+                    pass
+src, buf = source(), bytearray()
+def take(n):
+    global buf
+    while len(buf) < n:
+        buf += next(src)
+    out, buf = bytes(buf[:n]), buf[n:]
+    return out
+# Extent lengths: one big OS area (a quarter of the data), then 1-32 MiB extents.
+K4 = 4096
+lens, left = [], data
+first = (data // 4) // K4 * K4
+if first:
+    lens.append(first); left -= first
+while left > 0:
+    n = min(left, rng.randint(1 << 8, 8 << 10) * K4)  # 1 MiB .. 32 MiB
+    lens.append(n); left -= n
+# Gaps between extents: random weights, 4 KiB aligned; the first gap is 1 MiB (partition table).
+free = size - data
+w = [rng.random() for _ in lens]
+gaps = [0] * len(lens)
+if lens:
+    gaps[0] = min(free, 1 << 20)
+    rest = free - gaps[0]
+    s = sum(w[1:]) or 1
+    for i in range(1, len(lens)):
+        gaps[i] = int(rest * w[i] / s) // K4 * K4
+zero = bytes(1 << 20)
+with open(path, "wb") as f:
+    def zeros(n):
+        while n > 0:
+            k = min(n, len(zero)); f.write(zero[:k]); n -= k
+    for g, n in zip(gaps, lens):
+        zeros(g)
+        while n > 0:
+            k = min(n, 1 << 20); f.write(take(k)); n -= k
+    zeros(size - f.tell())
+    f.flush(); os.fsync(f.fileno())
+EOF
+
+TREE_BYTES=$(du -sb "$DATA/tree" | cut -f1)
+TREE_FILES=$(find "$DATA/tree" -type f | wc -l)
+TREE_ENTRIES=$(find "$DATA" | wc -l)
+BIG_SHA=$(sha256sum "$DATA/vm/disk.img" | cut -d' ' -f1)
+GREP_PLAIN_LINES=$(cd "$DATA/tree" && { grep -r -F -- "$BENCH_GREP" . || true; } | wc -l)
+rec data info tree_bytes "$TREE_BYTES" bytes
+rec data info total_bytes "$(du -sb "$DATA" | cut -f1)" bytes
+rec data info tree_files "$TREE_FILES" files
+rec data info entries "$TREE_ENTRIES" entries "find | wc -l over the whole data dir"
+rec data info big_sha256 "$BIG_SHA" -
+log "data: tree $((TREE_BYTES / 1000000)) MB in $TREE_FILES files; $TREE_ENTRIES entries; image sha256 ${BIG_SHA:0:16}"
+
+case " $BENCH_TOOLS " in *" plain "*)
+    case " $BENCH_MEASURES " in *" diff "*)
+        log "copying the data set once more for the plain diff baseline"
+        cp -a "$DATA" "$WORK/copy" ;;
+    esac ;;
+esac
+
+# ---------------------------------------------------------------- 2. backups
+export RESTIC_PASSWORD=yester-bench
+export RESTIC_CACHE_DIR=$WORK/restic-cache
+export BORG_BASE_DIR=$WORK/borg-base
+export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
+REPO_Y=$WORK/repo-yester
+REPO_R=$WORK/repo-restic
+REPO_B=$WORK/repo-borg
+
+"$Y" init "$REPO_Y" > "$LOGS/yester-init.log" 2>&1
+restic init -r "$REPO_R" > "$LOGS/restic-init.log" 2>&1
+borg init --encryption none "$REPO_B" > "$LOGS/borg-init.log" 2>&1
+
+backup() { # TOOL CMD...
+    local tool=$1 tf rc=0 wall rss user sys
+    shift
+    tf=$(mktemp "$WORK/time.XXXXXX")
+    drop_caches
+    log "backup: $tool"
+    /usr/bin/time -f '%e %M %U %S' -o "$tf" "$@" > "$LOGS/$tool-backup.log" 2>&1 || rc=$?
+    read -r wall rss user sys < <(tail -1 "$tf")
+    rec "$tool" backup wall "$wall" s "drop_caches=$DROP_OK exit=$rc"
+    rec "$tool" backup peak_rss "$rss" KiB
+    rec "$tool" backup cpu "$(awk -v u="$user" -v s="$sys" 'BEGIN {printf "%.2f", u + s}')" s "user+sys"
+    [ "$rc" = 0 ] || log "WARNING: $tool backup exited $rc (see $LOGS/$tool-backup.log):$(tail -3 "$LOGS/$tool-backup.log")"
+    rm -f "$tf"
+}
+backup yester "$Y" -r "$REPO_Y" backup --source bench "$DATA"
+backup restic restic -r "$REPO_R" backup "$DATA"
+backup borg borg create --compression zstd,3 "$REPO_B::bench" "$DATA"
+rec yester repo size "$(du -sb "$REPO_Y" | cut -f1)" bytes
+rec restic repo size "$(du -sb "$REPO_R" | cut -f1)" bytes "plus local cache $(du -sb "$RESTIC_CACHE_DIR" 2>/dev/null | cut -f1) bytes"
+rec borg repo size "$(du -sb "$REPO_B" | cut -f1)" bytes "plus local cache $(du -sb "$BORG_BASE_DIR" 2>/dev/null | cut -f1) bytes"
+rec restic repo format "$(restic -r "$REPO_R" cat config 2>/dev/null | awk -F'[:,]' '/"version"/ {gsub(/ /, "", $2); print "v" $2}')" - "restic repository version (v2 = zstd compression)"
+
+# ---------------------------------------------------------------- 3. mounts
+# Where the backed-up data dir shows up in each mount.
+REL=${DATA#/}
+root_of() {
+    case $1 in
+        yester) echo "$MNT/yester/latest/bench/$REL" ;;
+        restic) echo "$MNT/restic/snapshots/latest/$REL" ;;
+        borg) echo "$MNT/borg/$REL" ;;
+        plain) echo "$DATA" ;;
+    esac
+}
+
+# Start the mount daemon of TOOL in the foreground (so $! is the daemon) and wait until it
+# answers. Records the time it took.
+MOUNT_WALL=
+do_mount() { # TOOL
+    local tool=$1 m=$MNT/$1 t0 pid i ready
+    [ "$tool" = plain ] && { MOUNT_WALL=0; return 0; }
+    drop_caches
+    t0=$(date +%s.%N)
+    case $tool in
+        yester)
+            local extra=()
+            [ -n "$BENCH_YESTER_CACHE" ] && extra=(--cache-size "$BENCH_YESTER_CACHE")
+            "$Y" -r "$REPO_Y" mount "$m" --foreground "${extra[@]}" >> "$LOGS/yester-mount.log" 2>&1 &
+            ;;
+        restic) restic -r "$REPO_R" mount "$m" >> "$LOGS/restic-mount.log" 2>&1 & ;;
+        borg) borg mount -f "$REPO_B::bench" "$m" >> "$LOGS/borg-mount.log" 2>&1 & ;;
+    esac
+    pid=$!
+    DAEMON_PID[$tool]=$pid
+    ready=0
+    for i in $(seq 1 3000); do
+        kill -0 "$pid" 2>/dev/null || break
+        if mountpoint -q "$m"; then
+            case $tool in
+                yester) [ -d "$m/latest/bench" ] && { ready=1; break; } ;;
+                restic) [ -e "$m/snapshots/latest" ] && { ready=1; break; } ;;
+                borg) ready=1; break ;;
+            esac
+        fi
+        sleep 0.05
+    done
+    MOUNT_WALL=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.2f", b - a}')
+    if [ "$ready" != 1 ]; then
+        log "WARNING: $tool mount did not come up (see $LOGS/$tool-mount.log)"
+        unmount_one "$m" "$pid"
+        DAEMON_PID[$tool]=
+        return 1
+    fi
+}
+
+do_unmount() { # TOOL
+    [ "$1" = plain ] && return 0
+    unmount_one "$MNT/$1" "${DAEMON_PID[$1]:-}"
+    DAEMON_PID[$1]=
+}
+
+daemon_hwm() { # PID -> KiB
+    awk '/^VmHWM:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo NA
+}
+daemon_cpu_ticks() { # PID -> utime+stime in ticks
+    # Field 2 (comm) may hold spaces: strip through the last ')'.
+    sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $12 + $13}' || echo 0
+}
+TICKS=$(getconf CLK_TCK)
+
+# Run one measurement for TOOL; R is the data dir as the tool shows it.
+run_measure() { # TOOL MEASURE
+    local tool=$1 what=$2 R pid tf rc=0 cmd c0 c1 wall rss user sys note="" hwm dcpu
+    R=$(root_of "$tool")
+    pid=${DAEMON_PID[$tool]:-}
+    case $what in
+        find) cmd='cd "$R" && find . | wc -l > "$OUT"' ;;
+        ls) cmd='cd "$R" && ls -lR . > /dev/null' ;;
+        cat) cmd='cat "$R/vm/disk.img" > /dev/null' ;;
+        grep) cmd='cd "$R/tree" && { grep -r -F -- "$BENCH_GREP" . || [ $? = 1 ]; } | wc -l > "$OUT"' ;;
+        # plain: the source against a second on-disk copy (diff skips a tree against itself).
+        diff) [ "$tool" = plain ] && R=$WORK/copy
+              cmd='diff -r --no-dereference "$R" "$DATA" > "$OUT" 2>&1' ;;
+    esac
+    tf=$(mktemp "$WORK/time.XXXXXX")
+    export R DATA BENCH_GREP
+    export OUT=$WORK/out.$tool.$what
+    drop_caches
+    c0=0; [ -n "$pid" ] && c0=$(daemon_cpu_ticks "$pid")
+    log "measure: $what on $tool (round $ROUND)"
+    timeout "$BENCH_TIMEOUT" /usr/bin/time -f '%e %M %U %S' -o "$tf" bash -c "$cmd" || rc=$?
+    if [ -s "$tf" ] && [ "$rc" != 124 ]; then
+        read -r wall rss user sys < <(tail -1 "$tf")
+    else
+        wall=NA; rss=NA; user=0; sys=0; note="timed out after ${BENCH_TIMEOUT}s"
+    fi
+    if [ -n "$pid" ]; then
+        c1=$(daemon_cpu_ticks "$pid")
+        hwm=$(daemon_hwm "$pid")
+        dcpu=$(awk -v a="$c0" -v b="$c1" -v t="$TICKS" 'BEGIN {printf "%.2f", (b - a) / t}')
+        kill -0 "$pid" 2>/dev/null || note="$note daemon died"
+    fi
+    # Correctness checks (untimed).
+    local ok=ok
+    case $what in
+        find)
+            local n; n=$(cat "$OUT" 2>/dev/null || echo NA)
+            [ "$n" = "$TREE_ENTRIES" ] || ok="entries=$n expected=$TREE_ENTRIES"
+            ;;
+        grep)
+            local n; n=$(cat "$OUT" 2>/dev/null || echo NA)
+            [ "$n" = "$GREP_PLAIN_LINES" ] || ok="lines=$n expected=$GREP_PLAIN_LINES"
+            ;;
+        cat)
+            local s; s=$(timeout "$BENCH_TIMEOUT" sha256sum "$R/vm/disk.img" 2>/dev/null | cut -d' ' -f1 || true)
+            [ "$s" = "$BIG_SHA" ] || ok="sha256 mismatch: ${s:-read failed}"
+            ;;
+        diff)
+            if [ "$rc" != 0 ]; then
+                ok="diff exit $rc, $(wc -l < "$OUT") lines: $(head -c 300 "$OUT" | tr '\n\t' '  ')"
+                cp "$OUT" "$RESULTS_DIR/mount-$STAMP.diff-$tool.txt" 2>/dev/null || true
+            fi
+            ;;
+    esac
+    if [ "$what" != diff ] && [ "$rc" != 0 ]; then ok="exit $rc; $ok"; fi
+    [ "$ok" = ok ] || log "WARNING: $what on $tool: $ok"
+    rec "$tool" "$what" wall "$wall" s "drop_caches=$DROP_OK check=$ok${note:+ $note}"
+    rec "$tool" "$what" client_cpu "$(awk -v u="$user" -v s="$sys" 'BEGIN {printf "%.2f", u + s}')" s "user+sys of the command"
+    if [ -n "$pid" ]; then
+        rec "$tool" "$what" daemon_cpu "$dcpu" s "user+sys of the mount daemon during the command"
+        rec "$tool" "$what" daemon_hwm "$hwm" KiB "VmHWM of the daemon after the command$([ "$BENCH_REMOUNT" = 1 ] && echo ' (fresh mount)' || echo ' (cumulative)')"
+    fi
+    rm -f "$tf" "$OUT"
+}
+
+for ROUND in $(seq 1 "$BENCH_REPEAT"); do
+    # Odd rounds take the tools in the given order, even rounds in reverse.
+    TOOLS=$BENCH_TOOLS
+    [ $((ROUND % 2)) = 0 ] && TOOLS=$(echo "$BENCH_TOOLS" | tr ' ' '\n' | tac | tr '\n' ' ')
+    if [ "$BENCH_REMOUNT" = 1 ]; then
+        # Measurement-major: every tool gets a fresh daemon for every measurement.
+        for what in $BENCH_MEASURES; do
+            for tool in $TOOLS; do
+                if do_mount "$tool"; then
+                    [ "$tool" = plain ] || rec "$tool" mount wall "$MOUNT_WALL" s "until the tree answers (before $what)"
+                    run_measure "$tool" "$what"
+                else
+                    rec "$tool" "$what" wall NA s "mount failed"
+                fi
+                do_unmount "$tool"
+            done
+        done
+    else
+        for tool in $TOOLS; do
+            if do_mount "$tool"; then
+                [ "$tool" = plain ] || rec "$tool" mount wall "$MOUNT_WALL" s "until the tree answers"
+                for what in $BENCH_MEASURES; do run_measure "$tool" "$what"; done
+            else
+                for what in $BENCH_MEASURES; do rec "$tool" "$what" wall NA s "mount failed"; done
+            fi
+            do_unmount "$tool"
+        done
+    fi
+done
+ROUND=-
+
+rec meta info loadavg_end "$(cut -d' ' -f1-3 /proc/loadavg)" -
+
+# ---------------------------------------------------------------- 4. the table
+report() {
+    awk -F'\t' -v measures="$BENCH_MEASURES" -v drop="$DROP_OK" '
+    NR == 1 { next }
+    $1 == "meta" { meta[$3] = $5; next }
+    $1 == "data" { data[$3] = $5; next }
+    {
+        key = $1 SUBSEP $2 SUBSEP $3
+        if ($2 == "mount") { if (num($5)) { msum[$1] += $5; mcnt[$1]++ }; next }
+        if ($3 == "wall" && $7 ~ /check=/) {
+            c = $7; sub(/.*check=/, "", c); k = $1 SUBSEP $2
+            if (!(k in chk)) chk[k] = c
+            else if (c != "ok") chk[k] = (chk[k] == "ok") ? c : chk[k] "; " c
+        }
+        if (!num($5)) { if (!(key in v)) v[key] = "NA"; next }
+        # Several rounds: the best (lowest) time and CPU, the highest peak RSS.
+        if (!(key in v) || v[key] == "NA") v[key] = $5
+        else if ($3 == "daemon_hwm" || $3 == "peak_rss") { if ($5 + 0 > v[key] + 0) v[key] = $5 }
+        else if ($5 + 0 < v[key] + 0) v[key] = $5
+    }
+    function num(x) { return (x != "" && x != "NA" && x != "n/a") }
+    function cell(x, f) { return num(x) ? sprintf(f, x) : "n/a" }
+    function ratio(a, b) { return (num(a) && num(b) && b + 0 > 0) ? sprintf("%.2f", a / b) : "n/a" }
+    function mib(x) { return num(x) ? x / 1024 : "" }
+    function row(label, y, r, b, p, f) {
+        printf "%-24s %10s %10s %10s %10s %8s %8s %8s\n", label, cell(y, f), cell(r, f), cell(b, f), cell(p, f), ratio(y, r), ratio(y, b), ratio(y, p)
+    }
+    function get(t, ph, m) { k = t SUBSEP ph SUBSEP m; return (k in v) ? v[k] : "" }
+    END {
+        printf "yester %s | %s | %s | %s\n", meta["yester_commit"], meta["restic_version"], meta["borg_version"], meta["host"]
+        printf "data: tree %.0f MB in %d files, %d entries in all, %.0f MB in all; image sha256 %s\n", data["tree_bytes"] / 1e6, data["tree_files"], data["entries"], data["total_bytes"] / 1e6, substr(data["big_sha256"], 1, 16)
+        printf "settings: %s\n", meta["settings"]
+        printf "page cache dropped before each measurement: %s; load average at start %s, at end %s\n", drop, meta["loadavg_start"], meta["loadavg_end"]
+        printf "several rounds: best time/CPU and highest peak RSS shown; ratios below 1 mean yester is faster/smaller\n\n"
+        hdr = sprintf("%-24s %10s %10s %10s %10s %8s %8s %8s\n", "measurement", "yester", "restic", "borg", "plain", "y/restic", "y/borg", "y/plain")
+        printf "%s", hdr
+        row("backup wall (s)", get("yester", "backup", "wall"), get("restic", "backup", "wall"), get("borg", "backup", "wall"), "", "%.2f")
+        row("backup peak RSS (MiB)", mib(get("yester", "backup", "peak_rss")), mib(get("restic", "backup", "peak_rss")), mib(get("borg", "backup", "peak_rss")), "", "%.0f")
+        row("backup CPU (s)", get("yester", "backup", "cpu"), get("restic", "backup", "cpu"), get("borg", "backup", "cpu"), "", "%.2f")
+        row("repo size (MiB)", get("yester", "repo", "size") / 1048576, get("restic", "repo", "size") / 1048576, get("borg", "repo", "size") / 1048576, data["total_bytes"] / 1048576 + 0, "%.0f")
+        row("mount start (s, mean)", mcnt["yester"] ? msum["yester"] / mcnt["yester"] : "", mcnt["restic"] ? msum["restic"] / mcnt["restic"] : "", mcnt["borg"] ? msum["borg"] / mcnt["borg"] : "", "", "%.2f")
+        n = split(measures, M, " ")
+        printf "\nwall time (s)\n%s", hdr
+        for (i = 1; i <= n; i++) row(M[i], get("yester", M[i], "wall"), get("restic", M[i], "wall"), get("borg", M[i], "wall"), get("plain", M[i], "wall"), "%.2f")
+        printf "\nmount daemon CPU during the measurement (s, user+sys)\n%s", hdr
+        for (i = 1; i <= n; i++) row(M[i], get("yester", M[i], "daemon_cpu"), get("restic", M[i], "daemon_cpu"), get("borg", M[i], "daemon_cpu"), "", "%.2f")
+        printf "\nmount daemon peak RSS (MiB, VmHWM)\n%s", hdr
+        for (i = 1; i <= n; i++) row(M[i], mib(get("yester", M[i], "daemon_hwm")), mib(get("restic", M[i], "daemon_hwm")), mib(get("borg", M[i], "daemon_hwm")), "", "%.0f")
+        printf "\nchecks (find: entry count, grep: line count, cat: sha256, diff: no differences)\n"
+        printf "%-10s %-14s %-14s %-14s %-14s\n", "", "yester", "restic", "borg", "plain"
+        for (i = 1; i <= n; i++) {
+            printf "%-10s", M[i]
+            split("yester restic borg plain", T, " ")
+            for (j = 1; j <= 4; j++) { c = chk[T[j] SUBSEP M[i]]; printf " %-14s", (c == "" ? "-" : c) }
+            printf "\n"
+        }
+    }' "$TSV"
+}
+echo
+report | tee "$TXT"
+echo
+log "raw numbers: $TSV"
+log "table: $TXT"

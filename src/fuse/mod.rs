@@ -1,0 +1,607 @@
+//! The FUSE driver: a thin adaptor from `fuser` requests to the view ([`crate::vfs`]).
+//!
+//! It keeps only what FUSE itself needs: which inode number stands for which view node (the
+//! kernel's lookups, released by forget) and the open files. Everything else is the view's.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    AccessFlags, BsdFileFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags,
+    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
+    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+
+use crate::engine::tree::{NodeKind, Timestamp};
+use crate::vfs::{Attr, Node, OpenFile, Vfs, VfsError};
+
+/// How long the kernel may cache what never changes (everything inside a snapshot).
+const IMMUTABLE_TTL: Duration = Duration::from_secs(24 * 3600);
+/// How long the kernel may cache what moves (points, virtual directories): new backups and
+/// rotations show up within this time.
+const VOLATILE_TTL: Duration = Duration::from_secs(1);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn errno(e: &VfsError) -> Errno {
+    if let VfsError::Engine(err) = e {
+        tracing::warn!("read error: {err}");
+    }
+    Errno::from_i32(e.errno())
+}
+
+fn system_time(t: Timestamp) -> SystemTime {
+    if t.secs >= 0 {
+        UNIX_EPOCH + Duration::new(t.secs as u64, t.nanos)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(t.secs.unsigned_abs())
+            + Duration::from_nanos(u64::from(t.nanos))
+    }
+}
+
+fn file_type(k: NodeKind) -> FileType {
+    match k {
+        NodeKind::File => FileType::RegularFile,
+        NodeKind::Dir => FileType::Directory,
+        NodeKind::Symlink => FileType::Symlink,
+        NodeKind::Fifo => FileType::NamedPipe,
+        NodeKind::Socket => FileType::Socket,
+        NodeKind::CharDevice => FileType::CharDevice,
+        NodeKind::BlockDevice => FileType::BlockDevice,
+    }
+}
+
+/// The FUSE file system over a view.
+pub struct YesterFs {
+    vfs: Arc<Vfs>,
+    /// Inode number → node and the kernel's lookup count.
+    nodes: Mutex<HashMap<u64, (Node, u64)>>,
+    files: Mutex<HashMap<u64, Arc<OpenFile>>>,
+    next_fh: AtomicU64,
+}
+
+impl YesterFs {
+    pub fn new(vfs: Arc<Vfs>) -> Self {
+        YesterFs {
+            vfs,
+            nodes: Mutex::new(HashMap::new()),
+            files: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+        }
+    }
+
+    fn node(&self, ino: INodeNo) -> Result<Node, Errno> {
+        if ino == INodeNo::ROOT {
+            return Ok(self.vfs.root().clone());
+        }
+        lock(&self.nodes)
+            .get(&u64::from(ino))
+            .map(|(n, _)| n.clone())
+            .ok_or(Errno::ESTALE)
+    }
+
+    /// FUSE's number for a node: the mount root is always 1.
+    fn fuse_ino(&self, node: &Node) -> u64 {
+        if node == self.vfs.root() {
+            1
+        } else {
+            node.ino()
+        }
+    }
+
+    fn remember(&self, node: &Node) {
+        let ino = self.fuse_ino(node);
+        if ino == 1 {
+            return;
+        }
+        lock(&self.nodes)
+            .entry(ino)
+            .or_insert_with(|| (node.clone(), 0))
+            .1 += 1;
+    }
+
+    fn file_attr(&self, node: &Node, a: &Attr) -> FileAttr {
+        FileAttr {
+            ino: INodeNo(self.fuse_ino(node)),
+            size: a.size,
+            blocks: a.blocks,
+            atime: system_time(a.atime),
+            mtime: system_time(a.mtime),
+            ctime: system_time(a.ctime),
+            crtime: system_time(a.mtime),
+            kind: file_type(a.kind),
+            perm: (a.perm & 0o7777) as u16,
+            nlink: u32::try_from(a.nlink).unwrap_or(u32::MAX),
+            uid: a.uid,
+            gid: a.gid,
+            rdev: u32::try_from(a.rdev).unwrap_or(0),
+            blksize: 4096,
+            flags: 0,
+        }
+    }
+
+    fn attr_ttl(node: &Node) -> Duration {
+        if node.is_volatile() {
+            VOLATILE_TTL
+        } else {
+            IMMUTABLE_TTL
+        }
+    }
+
+    /// A name under a point directory maps to a new snapshot's inode after a rotation.
+    fn entry_ttl(parent: &Node, child: &Node) -> Duration {
+        if parent.is_volatile() || child.is_volatile() {
+            VOLATILE_TTL
+        } else {
+            IMMUTABLE_TTL
+        }
+    }
+
+    fn list(
+        &self,
+        ino: INodeNo,
+        offset: u64,
+        mut add: impl FnMut(u64, &[u8], &Node, NodeKind) -> bool,
+    ) -> Result<(), Errno> {
+        let node = self.node(ino)?;
+        let dir = self.vfs.readdir(&node).map_err(|e| errno(&e))?;
+        // Offsets: 1 and 2 follow "." and ".."; child i is followed by offset i + 3.
+        let mut off = offset;
+        while off < 2 {
+            let name: &[u8] = if off == 0 { b"." } else { b".." };
+            if add(off + 1, name, &node, NodeKind::Dir) {
+                return Ok(());
+            }
+            off += 1;
+        }
+        let mut i = (off - 2) as usize;
+        while let Some((name, child, kind)) = dir.item(i) {
+            if add(i as u64 + 3, name, &child, kind) {
+                break;
+            }
+            i += 1;
+        }
+        Ok(())
+    }
+}
+
+impl Filesystem for YesterFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        // Without READDIRPLUS, `ls -l` costs one LOOKUP per entry.
+        for flag in [
+            InitFlags::FUSE_DO_READDIRPLUS,
+            InitFlags::FUSE_READDIRPLUS_AUTO,
+            InitFlags::FUSE_PARALLEL_DIROPS,
+            InitFlags::FUSE_CACHE_SYMLINKS,
+            InitFlags::FUSE_MAX_PAGES,
+        ] {
+            let _ = config.add_capabilities(flag);
+        }
+        let _ = config.set_max_readahead(1 << 20);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let res = self.node(parent).and_then(|p| {
+            let child = self
+                .vfs
+                .lookup(&p, name.as_bytes())
+                .map_err(|e| errno(&e))?;
+            let attr = self.vfs.getattr(&child).map_err(|e| errno(&e))?;
+            Ok((p, child, attr))
+        });
+        match res {
+            Ok((p, child, attr)) => {
+                self.remember(&child);
+                let fa = self.file_attr(&child, &attr);
+                reply.entry_with_ttls(
+                    &Self::attr_ttl(&child),
+                    &Self::entry_ttl(&p, &child),
+                    &fa,
+                    Generation(0),
+                );
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        let mut nodes = lock(&self.nodes);
+        if let Some(entry) = nodes.get_mut(&u64::from(ino)) {
+            entry.1 = entry.1.saturating_sub(nlookup);
+            if entry.1 == 0 {
+                nodes.remove(&u64::from(ino));
+            }
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self
+            .node(ino)
+            .and_then(|n| self.vfs.getattr(&n).map(|a| (n, a)).map_err(|e| errno(&e)))
+        {
+            Ok((n, a)) => reply.attr(&Self::attr_ttl(&n), &self.file_attr(&n, &a)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self
+            .node(ino)
+            .and_then(|n| self.vfs.readlink(&n).map_err(|e| errno(&e)))
+        {
+            Ok(t) => reply.data(&t),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if flags.acc_mode() != OpenAccMode::O_RDONLY {
+            return reply.error(Errno::EROFS);
+        }
+        match self
+            .node(ino)
+            .and_then(|n| self.vfs.open(&n).map_err(|e| errno(&e)))
+        {
+            Ok(f) => {
+                let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+                lock(&self.files).insert(fh, f);
+                // Snapshot content never changes: keep the page cache across opens.
+                reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let Some(f) = lock(&self.files).get(&u64::from(fh)).cloned() else {
+            return reply.error(Errno::EBADF);
+        };
+        match self.vfs.read(&f, offset, size) {
+            Ok(d) => reply.data(&d),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        lock(&self.files).remove(&u64::from(fh));
+        reply.ok();
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.node(ino) {
+            // Listings inside a snapshot never change: let the kernel cache them.
+            Ok(n) if !n.is_volatile() => reply.opened(
+                FileHandle(0),
+                FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR,
+            ),
+            Ok(_) => reply.opened(FileHandle(0), FopenFlags::empty()),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let res = self.list(ino, offset, |off, name, node, kind| {
+            reply.add(
+                INodeNo(self.fuse_ino(node)),
+                off,
+                file_type(kind),
+                OsStr::from_bytes(name),
+            )
+        });
+        match res {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let parent = match self.node(ino) {
+            Ok(p) => p,
+            Err(e) => return reply.error(e),
+        };
+        let res = self.list(ino, offset, |off, name, node, _| {
+            let attr = match self.vfs.getattr(node) {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!("{}: {e}", String::from_utf8_lossy(name));
+                    return false;
+                }
+            };
+            let fa = self.file_attr(node, &attr);
+            let dot = name == b"." || name == b"..";
+            let full = reply.add(
+                fa.ino,
+                off,
+                OsStr::from_bytes(name),
+                &Self::entry_ttl(&parent, node),
+                &fa,
+                Generation(0),
+            );
+            // The kernel takes a lookup reference for each entry it accepts (not . and ..).
+            if !full && !dot {
+                self.remember(node);
+            }
+            full
+        });
+        match res {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let s = self.vfs.statfs();
+        reply.statfs(
+            s.stored_bytes.div_ceil(4096),
+            0,
+            0,
+            s.blobs,
+            0,
+            4096,
+            255,
+            4096,
+        );
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let res = self
+            .node(ino)
+            .and_then(|n| self.vfs.xattrs(&n).map_err(|e| errno(&e)));
+        match res {
+            Ok(x) => match x.iter().find(|(k, _)| k.as_slice() == name.as_bytes()) {
+                Some((_, v)) if size == 0 => reply.size(v.len() as u32),
+                Some((_, v)) if v.len() <= size as usize => reply.data(v),
+                Some(_) => reply.error(Errno::ERANGE),
+                None => reply.error(Errno::NO_XATTR),
+            },
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let res = self
+            .node(ino)
+            .and_then(|n| self.vfs.xattrs(&n).map_err(|e| errno(&e)));
+        match res {
+            Ok(x) => {
+                let mut names = Vec::new();
+                for (k, _) in &x {
+                    names.extend_from_slice(k);
+                    names.push(0);
+                }
+                if size == 0 {
+                    reply.size(names.len() as u32);
+                } else if names.len() <= size as usize {
+                    reply.data(&names);
+                } else {
+                    reply.error(Errno::ERANGE);
+                }
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        // Permission bits are checked by the kernel (default_permissions); writing never works.
+        if mask.contains(AccessFlags::W_OK) {
+            return reply.error(Errno::EROFS);
+        }
+        match self.node(ino) {
+            Ok(_) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    // Every write path answers EROFS (the mount is also `ro`, so most never reach us).
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _mode: Option<u32>,
+        _uid: Option<u32>,
+        _gid: Option<u32>,
+        _size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        _mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn mknod(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn mkdir(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn unlink(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn rmdir(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn symlink(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _target: &Path,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        _flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _offset: u64,
+        _data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn create(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _offset: u64,
+        _length: u64,
+        _mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+}

@@ -1,0 +1,128 @@
+//! What each inode of the view is, and how its number is derived.
+//!
+//! Numbers are hashes of a node's identity, so they are the same in every mount and after a
+//! restart: virtual directories hash their path, a point directory hashes (source, point), a
+//! snapshot root hashes its snapshot id, and an entry inside a snapshot hashes its parent's
+//! identity and its name (so the path within the snapshot) — or, for hard-linked files,
+//! (snapshot, device, inode), so all names of one file are one inode.
+
+use crate::engine::tree::HardlinkKey;
+use crate::engine::{BlobId, SnapshotId};
+use crate::points::PointName;
+
+/// A 16-byte node identity; the inode number is its first 8 bytes.
+pub type Ident = [u8; 16];
+
+/// Which snapshot a point-like directory follows.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum PointSel {
+    /// A backup point such as `daily.0`.
+    Point(PointName),
+    /// The newest snapshot of the source.
+    Latest,
+}
+
+/// A node of the view.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Node {
+    /// `/`
+    Root,
+    /// `/daily.0`: the sources that have this point.
+    Level(PointName),
+    /// `/latest`
+    Latest,
+    /// `/snapshots`
+    Snapshots,
+    /// `/snapshots/web1`: every snapshot of a source by dated name.
+    SourceDates(String),
+    /// `/daily.0/web1` (or `/latest/web1`): the root of whatever snapshot the point names now,
+    /// or of `sub` inside it (used as a mount root, e.g. `--path daily.0/web1/etc`).
+    Point {
+        sel: PointSel,
+        source: String,
+        sub: Vec<u8>,
+    },
+    /// `/snapshots/web1/2026-11-21-120000`: a snapshot's root, immutable.
+    SnapRoot(SnapshotId),
+    /// An entry inside a snapshot: entry `index` of directory tree `parent`.
+    Entry {
+        snap: SnapshotId,
+        parent: BlobId,
+        index: u32,
+        ident: Ident,
+    },
+}
+
+fn hash(parts: &[&[u8]]) -> Ident {
+    let mut h = blake3::Hasher::new();
+    for p in parts {
+        h.update(&(p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    out
+}
+
+/// The inode number of an identity; never 0 or 1 (1 is the mount root in FUSE).
+pub fn ino_of(ident: &Ident) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&ident[..8]);
+    let n = u64::from_le_bytes(b);
+    if n < 2 {
+        n + 2
+    } else {
+        n
+    }
+}
+
+/// Identity of a snapshot's root directory.
+pub fn snap_root_ident(snap: &SnapshotId) -> Ident {
+    hash(&[b"snap", &snap.0])
+}
+
+/// Identity of the entry `name` in the directory with identity `parent`.
+pub fn child_ident(
+    parent: &Ident,
+    name: &[u8],
+    snap: &SnapshotId,
+    link: Option<HardlinkKey>,
+) -> Ident {
+    match link {
+        Some(k) => hash(&[b"link", &snap.0, &k.dev.to_le_bytes(), &k.ino.to_le_bytes()]),
+        None => hash(&[b"child", parent, name]),
+    }
+}
+
+impl Node {
+    /// The identity of this node.
+    pub fn ident(&self) -> Ident {
+        match self {
+            Node::Root => hash(&[b"root"]),
+            Node::Level(p) => hash(&[b"level", p.to_string().as_bytes()]),
+            Node::Latest => hash(&[b"latest"]),
+            Node::Snapshots => hash(&[b"snapshots"]),
+            Node::SourceDates(s) => hash(&[b"dates", s.as_bytes()]),
+            Node::Point { sel, source, sub } => {
+                let sel = match sel {
+                    PointSel::Point(p) => p.to_string(),
+                    PointSel::Latest => "latest".to_string(),
+                };
+                hash(&[b"point", sel.as_bytes(), source.as_bytes(), sub])
+            }
+            Node::SnapRoot(s) => snap_root_ident(s),
+            Node::Entry { ident, .. } => *ident,
+        }
+    }
+
+    /// The inode number.
+    pub fn ino(&self) -> u64 {
+        ino_of(&self.ident())
+    }
+
+    /// Whether what this node shows can change (virtual directories and point directories);
+    /// everything inside a snapshot is immutable.
+    pub fn is_volatile(&self) -> bool {
+        !matches!(self, Node::SnapRoot(_) | Node::Entry { .. })
+    }
+}

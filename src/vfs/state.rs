@@ -1,0 +1,102 @@
+//! The repository as the view last saw it, refreshed when older than the refresh interval so
+//! new backups, rotations and prunes show up in a running mount.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::engine::backend::Kind;
+use crate::engine::{BlobReader, Repository, Result};
+use crate::points::View;
+
+/// Snapshots, points and the index at one moment.
+pub struct State {
+    pub view: View,
+    pub reader: Arc<BlobReader>,
+    loaded: Instant,
+}
+
+/// The current [`State`], swapped atomically on refresh.
+pub struct Shared {
+    pub repo: Repository,
+    current: RwLock<Arc<State>>,
+    refreshing: Mutex<()>,
+    interval: Duration,
+}
+
+fn load(repo: &Repository, prev: Option<&State>) -> Result<State> {
+    let (view, broken) = View::load_reusing(repo, prev.map_or(&[][..], |p| &p.view.all))?;
+    for e in broken {
+        tracing::warn!("{e}");
+    }
+    let names = repo.backend.list(Kind::Index)?;
+    let reader = match prev {
+        // Index files are immutable: when none went away, only the new ones need reading.
+        Some(p)
+            if p.reader
+                .index
+                .file_names()
+                .iter()
+                .all(|n| names.contains(n)) =>
+        {
+            let known = p.reader.index.file_names();
+            let new: Vec<String> = names.into_iter().filter(|n| !known.contains(n)).collect();
+            if new.is_empty() {
+                p.reader.clone()
+            } else {
+                let mut index = p.reader.index.clone();
+                index.load_files(repo.backend.as_ref(), &new)?;
+                Arc::new(BlobReader {
+                    repo: repo.clone(),
+                    index,
+                })
+            }
+        }
+        _ => Arc::new(repo.reader()?),
+    };
+    Ok(State {
+        view,
+        reader,
+        loaded: Instant::now(),
+    })
+}
+
+impl Shared {
+    pub fn new(repo: Repository, interval: Duration) -> Result<Self> {
+        let state = load(&repo, None)?;
+        Ok(Shared {
+            repo,
+            current: RwLock::new(Arc::new(state)),
+            refreshing: Mutex::new(()),
+            interval,
+        })
+    }
+
+    /// The current state, refreshed first if it is older than the interval. Only one caller
+    /// refreshes; the others go on with the state they have.
+    pub fn get(&self) -> Arc<State> {
+        let cur = self
+            .current
+            .read()
+            .map_or_else(|p| p.into_inner().clone(), |g| g.clone());
+        if cur.loaded.elapsed() < self.interval {
+            return cur;
+        }
+        let Ok(_guard) = self.refreshing.try_lock() else {
+            return cur;
+        };
+        match load(&self.repo, Some(&cur)) {
+            Ok(new) => {
+                let new = Arc::new(new);
+                match self.current.write() {
+                    Ok(mut g) => *g = new.clone(),
+                    Err(p) => *p.into_inner() = new.clone(),
+                }
+                new
+            }
+            Err(e) => {
+                tracing::warn!("cannot refresh the view of the repository: {e}");
+                cur
+            }
+        }
+    }
+}
