@@ -70,6 +70,34 @@ fn os(args: &[&str]) -> Vec<OsString> {
     args.iter().map(OsString::from).collect()
 }
 
+/// Mount the repository, look around like a user would, unmount.
+fn show_mount(exe: &Path, repo: &Path, base: &Path, inside: &str) -> Result<()> {
+    let fuse = Path::new("/dev/fuse").exists();
+    let fusermount = Command::new("fusermount3").arg("-V").output().is_ok();
+    if !fuse || !fusermount {
+        println!("\n# skipping the mount: /dev/fuse present: {fuse}, fusermount3 present: {fusermount} (apt-get install fuse3)");
+        return Ok(());
+    }
+    let mnt = base.join("mnt");
+    fs::create_dir_all(&mnt)?;
+    run(exe, repo, &[OsString::from("mount"), mnt.clone().into()])?;
+    let shell = |cmd: String| -> Result<()> {
+        println!("\n$ {cmd}");
+        let out = Command::new("sh").arg("-c").arg(&cmd).output()?;
+        print!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        Ok(())
+    };
+    let m = mnt.display();
+    let res = (|| {
+        shell(format!("ls {m} {m}/hourly.1 {m}/snapshots/web1"))?;
+        shell(format!("ls -l {m}/hourly.0/web1/{inside}/var/www"))?;
+        shell(format!("diff {m}/hourly.1/web1/{inside}/var/www/index.html {m}/hourly.0/web1/{inside}/var/www/index.html"))?;
+        shell(format!("touch {m}/hourly.0/web1/{inside}/var/www/index.html"))
+    })();
+    shell(format!("fusermount3 -u {m}"))?;
+    res
+}
+
 pub fn run_demo(a: DemoArgs) -> Result<u8> {
     let exe = std::env::current_exe().context("cannot find the yester executable")?;
     let tmp = tempfile::Builder::new().prefix("yester-demo-").tempdir()?;
@@ -166,7 +194,10 @@ pub fn run_demo(a: DemoArgs) -> Result<u8> {
         "\n# the restored index.html is yesterday's version:\n{}",
         String::from_utf8_lossy(&restored)
     );
+    run(&exe, &repo, &os(&["points"]))?;
+    run(&exe, &repo, &os(&["diff", first, second]))?;
     run(&exe, &repo, &os(&["check", "--read-data"]))?;
+    show_mount(&exe, &repo, &base, &inside)?;
 
     if a.keep {
         let kept = tmp.keep();
