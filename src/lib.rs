@@ -6,5 +6,6 @@
 
 pub mod engine;
 pub mod fuse;
+pub mod nfs;
 pub mod points;
 pub mod vfs;

@@ -84,7 +84,11 @@ fn show_mount(exe: &Path, repo: &Path, base: &Path, inside: &str) -> Result<()> 
     let shell = |cmd: String| -> Result<()> {
         println!("\n$ {cmd}");
         let out = Command::new("sh").arg("-c").arg(&cmd).output()?;
-        print!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        print!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         Ok(())
     };
     let m = mnt.display();
@@ -92,7 +96,9 @@ fn show_mount(exe: &Path, repo: &Path, base: &Path, inside: &str) -> Result<()> 
         shell(format!("ls {m} {m}/hourly.1 {m}/snapshots/web1"))?;
         shell(format!("ls -l {m}/hourly.0/web1/{inside}/var/www"))?;
         shell(format!("diff {m}/hourly.1/web1/{inside}/var/www/index.html {m}/hourly.0/web1/{inside}/var/www/index.html"))?;
-        shell(format!("touch {m}/hourly.0/web1/{inside}/var/www/index.html"))
+        shell(format!(
+            "touch {m}/hourly.0/web1/{inside}/var/www/index.html"
+        ))
     })();
     shell(format!("fusermount3 -u {m}"))?;
     res

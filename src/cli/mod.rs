@@ -4,6 +4,7 @@ mod commands;
 mod demo;
 mod format;
 mod mount;
+mod nfs;
 mod points;
 
 use std::ffi::OsString;
@@ -102,6 +103,9 @@ enum Command {
         after_help = "Without --foreground the mount runs in the background once it is up (as mount.yester\nand fstab expect). Unmount with `fusermount3 -u MOUNTPOINT` or `umount MOUNTPOINT`.\n\nExample:\n  yester mount --path daily.0/web1 /.yesterday --allow-other\n  yester mount /mnt/backups --foreground"
     )]
     Mount(MountArgs),
+    /// The NFSv3 server: export backup points to other machines, read-only
+    #[command(subcommand)]
+    Nfs(NfsCommand),
     /// Build a throwaway repository from a sample tree and show what yester does
     Demo(DemoArgs),
 }
@@ -279,6 +283,31 @@ struct CheckArgs {
     repair_index: bool,
 }
 
+#[derive(Subcommand)]
+enum NfsCommand {
+    /// Serve NFSv3 (with MOUNT on the same port) until interrupted
+    #[command(
+        after_help = "Clients mount with: mount -t nfs -o ro,vers=3,proto=tcp,port=2049,mountport=2049,nolock \\\n  backup-host:/daily.0/web1 /.yesterday\nWithout --exports only this host (127.0.0.0/8, ::1) may mount. See docs/NFS.md.\n\nExample:\n  yester nfs serve --listen 0.0.0.0:2049 --exports /etc/yester/exports"
+    )]
+    Serve(NfsServeArgs),
+}
+
+#[derive(Args)]
+pub struct NfsServeArgs {
+    /// Address and port to listen on
+    #[arg(long, default_value = "127.0.0.1:2049")]
+    listen: String,
+    /// Exports file (shape of /etc/exports); default: loopback only
+    #[arg(long)]
+    exports: Option<PathBuf>,
+    /// Secret that signs file handles; created on first use (keep it: handles outlive restarts)
+    #[arg(long, default_value = "/var/lib/yester/nfs-handle.key")]
+    handle_key: PathBuf,
+    /// Memory for decompressed chunks, e.g. 256MiB
+    #[arg(long, default_value = "256MiB", value_parser = parse_size_usize)]
+    cache_size: usize,
+}
+
 #[derive(Args)]
 pub struct MountArgs {
     /// Where to mount
@@ -406,6 +435,7 @@ pub fn main() -> ExitCode {
         Command::Unlock(a) => commands::unlock(&ctx, a),
         Command::Demo(a) => demo::run_demo(a),
         Command::Mount(a) => mount::mount(&ctx, a),
+        Command::Nfs(NfsCommand::Serve(a)) => nfs::serve_nfs(&ctx, a),
     };
     match res {
         Ok(code) => ExitCode::from(code),

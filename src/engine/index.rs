@@ -186,6 +186,17 @@ impl Index {
             .map(|i| &self.slots[i])
     }
 
+    /// The full id of the blob whose id starts with `prefix` (the first such, in id order).
+    pub fn find_prefix(&self, prefix: &[u8]) -> Option<BlobId> {
+        let i = self
+            .slots
+            .partition_point(|s| &s.id.0[..prefix.len().min(32)] < prefix);
+        self.slots
+            .get(i)
+            .map(|s| s.id)
+            .filter(|id| id.0.starts_with(prefix))
+    }
+
     /// Where a blob is stored.
     pub fn get(&self, id: &BlobId) -> Option<BlobLocation> {
         let s = self.find(id)?;

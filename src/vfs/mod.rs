@@ -684,6 +684,71 @@ impl Vfs {
         }
     }
 
+    /// Find a node again from [`Node::encode`]'s bytes. `Invalid` for malformed bytes,
+    /// `Stale` for a node whose snapshot (or virtual directory) no longer exists.
+    pub fn decode_node(&self, bytes: &[u8]) -> VfsResult<Node> {
+        let st = self.state();
+        match node::parse_encoded(bytes).ok_or(VfsError::Invalid)? {
+            node::Encoded::Virtual(ident) => self
+                .virtual_nodes(&st)
+                .into_iter()
+                .find(|n| n.ident() == ident)
+                .ok_or(VfsError::Stale),
+            node::Encoded::SnapRoot(prefix) => st
+                .view
+                .all
+                .iter()
+                .find(|s| s.id.0.starts_with(prefix))
+                .map(|s| Node::SnapRoot(s.id))
+                .ok_or(VfsError::Stale),
+            node::Encoded::Entry {
+                snap,
+                parent,
+                index,
+                ident,
+            } => {
+                let snap = st
+                    .view
+                    .all
+                    .iter()
+                    .find(|s| s.id.0.starts_with(snap))
+                    .ok_or(VfsError::Stale)?
+                    .id;
+                let parent = st.reader.index.find_prefix(parent).ok_or(VfsError::Stale)?;
+                Ok(Node::Entry {
+                    snap,
+                    parent,
+                    index,
+                    ident,
+                })
+            }
+        }
+    }
+
+    /// Every virtual directory and point directory of the current view.
+    fn virtual_nodes(&self, st: &State) -> Vec<Node> {
+        let mut out = vec![Node::Root, Node::Latest, Node::Snapshots];
+        for p in Self::point_names(st) {
+            out.push(Node::Level(p));
+        }
+        for (name, sv) in &st.view.sources {
+            out.push(Node::SourceDates(name.clone()));
+            out.push(Node::Point {
+                sel: PointSel::Latest,
+                source: name.clone(),
+                sub: Vec::new(),
+            });
+            for (p, _) in sv.catalog.points(&st.view.levels) {
+                out.push(Node::Point {
+                    sel: PointSel::Point(p),
+                    source: name.clone(),
+                    sub: Vec::new(),
+                });
+            }
+        }
+        out
+    }
+
     /// Sizes for `statfs`.
     pub fn statfs(&self) -> FsStats {
         let st = self.state();

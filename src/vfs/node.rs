@@ -10,8 +10,8 @@ use crate::engine::tree::HardlinkKey;
 use crate::engine::{BlobId, SnapshotId};
 use crate::points::PointName;
 
-/// A 16-byte node identity; the inode number is its first 8 bytes.
-pub type Ident = [u8; 16];
+/// An 8-byte node identity: the inode number's bytes.
+pub type Ident = [u8; 8];
 
 /// Which snapshot a point-like directory follows.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -59,16 +59,14 @@ fn hash(parts: &[&[u8]]) -> Ident {
         h.update(&(p.len() as u64).to_le_bytes());
         h.update(p);
     }
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&h.finalize().as_bytes()[..8]);
     out
 }
 
 /// The inode number of an identity; never 0 or 1 (1 is the mount root in FUSE).
 pub fn ino_of(ident: &Ident) -> u64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&ident[..8]);
-    let n = u64::from_le_bytes(b);
+    let n = u64::from_le_bytes(*ident);
     if n < 2 {
         n + 2
     } else {
@@ -91,6 +89,76 @@ pub fn child_ident(
     match link {
         Some(k) => hash(&[b"link", &snap.0, &k.dev.to_le_bytes(), &k.ino.to_le_bytes()]),
         None => hash(&[b"child", parent, name]),
+    }
+}
+
+/// Tags of the byte encoding of nodes.
+const TAG_VIRTUAL: u8 = 1;
+const TAG_SNAP_ROOT: u8 = 2;
+const TAG_ENTRY: u8 = 3;
+
+/// Longest encoding of a node, in bytes.
+pub const MAX_ENCODED: usize = 37;
+
+impl Node {
+    /// A compact, stable encoding (at most [`MAX_ENCODED`] bytes) from which
+    /// [`crate::vfs::Vfs::decode_node`] finds the node again, also in another process: virtual
+    /// nodes by identity, snapshot roots by id prefix, entries by snapshot and directory tree
+    /// id prefixes and position. `None` for a point directory with a path below it (those exist
+    /// only as FUSE mount roots).
+    pub fn encode(&self) -> Option<Vec<u8>> {
+        let mut out = Vec::with_capacity(MAX_ENCODED);
+        match self {
+            Node::Point { sub, .. } if !sub.is_empty() => return None,
+            Node::SnapRoot(id) => {
+                out.push(TAG_SNAP_ROOT);
+                out.extend_from_slice(&id.0[..16]);
+            }
+            Node::Entry {
+                snap,
+                parent,
+                index,
+                ident,
+            } => {
+                out.push(TAG_ENTRY);
+                out.extend_from_slice(&snap.0[..8]);
+                out.extend_from_slice(&parent.0[..16]);
+                out.extend_from_slice(&index.to_be_bytes());
+                out.extend_from_slice(ident);
+            }
+            _ => {
+                out.push(TAG_VIRTUAL);
+                out.extend_from_slice(&self.ident());
+            }
+        }
+        Some(out)
+    }
+}
+
+/// A node encoding taken apart (resolution needs the repository; see `Vfs::decode_node`).
+pub enum Encoded<'a> {
+    Virtual(Ident),
+    SnapRoot(&'a [u8]),
+    Entry {
+        snap: &'a [u8],
+        parent: &'a [u8],
+        index: u32,
+        ident: Ident,
+    },
+}
+
+/// Split an encoding into its parts; `None` if it is malformed.
+pub fn parse_encoded(b: &[u8]) -> Option<Encoded<'_>> {
+    match (b.first()?, b.len()) {
+        (&TAG_VIRTUAL, 9) => Some(Encoded::Virtual(b[1..9].try_into().ok()?)),
+        (&TAG_SNAP_ROOT, 17) => Some(Encoded::SnapRoot(&b[1..17])),
+        (&TAG_ENTRY, 37) => Some(Encoded::Entry {
+            snap: &b[1..9],
+            parent: &b[9..25],
+            index: u32::from_be_bytes(b[25..29].try_into().ok()?),
+            ident: b[29..37].try_into().ok()?,
+        }),
+        _ => None,
     }
 }
 

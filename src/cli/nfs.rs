@@ -1,0 +1,52 @@
+//! `yester nfs serve`: export the view over NFSv3.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use yester::nfs::{serve, Exports, HandleKey, Service};
+use yester::vfs::{Vfs, VfsOptions};
+
+use super::{Ctx, NfsServeArgs};
+
+pub fn serve_nfs(ctx: &Ctx, a: NfsServeArgs) -> Result<u8> {
+    let repo = ctx.open()?;
+    let exports = match &a.exports {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Exports::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        }
+        None => Exports::loopback_only(),
+    };
+    let key = HandleKey::load_or_create(&a.handle_key)
+        .with_context(|| format!("handle key {}", a.handle_key.display()))?;
+    let vfs = Vfs::new(
+        repo,
+        VfsOptions {
+            cache_bytes: a.cache_size,
+            ..VfsOptions::default()
+        },
+    )?;
+    let service = Arc::new(Service::new(Arc::new(vfs), exports, key));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&a.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", a.listen))?;
+        let addr = listener.local_addr()?;
+        eprintln!("yester: NFS server listening on {addr} (NFSv3 and MOUNT on this port)");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = serve(listener, service) => r.context("NFS server failed")?,
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        if !ctx.quiet {
+            eprintln!("yester: NFS server stopped");
+        }
+        Ok::<u8, anyhow::Error>(0)
+    })
+}
