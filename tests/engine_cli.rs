@@ -1,6 +1,9 @@
 //! End-to-end tests of the engine through the `yester` binary: dedup, corruption, crashes,
 //! locks and clear errors on bad repositories.
 
+mod common;
+use common::{du, random_bytes};
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -57,31 +60,6 @@ fn backup(repo: &Path, source: &str, path: &Path) -> String {
         .to_string();
     assert_eq!(id.len(), 64, "{out}");
     id
-}
-
-/// Total bytes of all files in a directory tree.
-fn du(p: &Path) -> u64 {
-    let mut total = 0;
-    for e in fs::read_dir(p).unwrap() {
-        let e = e.unwrap();
-        let m = e.metadata().unwrap();
-        total += if m.is_dir() { du(&e.path()) } else { m.len() };
-    }
-    total
-}
-
-/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
-fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
 }
 
 /// All pack files of a repository.

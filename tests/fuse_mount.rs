@@ -2,6 +2,9 @@
 //! modes hold for other users, big files and directories work, and new backups show up in a
 //! running mount. Skips loudly where the machine cannot mount.
 
+mod common;
+use common::{random_bytes, set_mtime};
+
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -103,33 +106,8 @@ fn open_tempdir() -> tempfile::TempDir {
     t
 }
 
-fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
-}
-
 fn sh(cmd: &str) -> Output {
     Command::new("sh").arg("-c").arg(cmd).output().unwrap()
-}
-
-fn set_mtime(p: &Path, secs: i64, nanos: i64) {
-    let t = nix::sys::time::TimeSpec::new(secs, nanos);
-    nix::sys::stat::utimensat(
-        nix::fcntl::AT_FDCWD,
-        p,
-        &t,
-        &t,
-        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
-    )
-    .unwrap();
 }
 
 /// A varied source tree: nested dirs, sizes around chunk sizes, symlinks, hard links,

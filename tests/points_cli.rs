@@ -1,6 +1,9 @@
 //! Backup points through the `yester` binary: rotation against a model of rsnapshot's,
 //! naming, diff, forget + prune (also killed), and status for monitoring.
 
+mod common;
+use common::{du, random_bytes};
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs;
 use std::path::Path;
@@ -58,34 +61,6 @@ fn backup(repo: &Path, source: &str, path: &Path, extra: &[&str]) -> String {
 
 fn json(repo: &Path, args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&ok(repo, args)).unwrap()
-}
-
-fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
-}
-
-fn du(p: &Path) -> u64 {
-    fs::read_dir(p)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            let m = e.metadata().unwrap();
-            if m.is_dir() {
-                du(&e.path())
-            } else {
-                m.len()
-            }
-        })
-        .sum()
 }
 
 fn diff_r(a: &Path, b: &Path) -> bool {

@@ -641,3 +641,33 @@ pub fn set_mtime(path: &Path, secs: i64, nanos: i64) {
     )
     .unwrap_or_else(|e| panic!("utimensat {}: {e}", path.display()));
 }
+
+/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
+pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// Total bytes of all files below a directory.
+pub fn du(p: &Path) -> u64 {
+    fs::read_dir(p)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                du(&e.path())
+            } else {
+                m.len()
+            }
+        })
+        .sum()
+}
