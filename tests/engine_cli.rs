@@ -555,3 +555,61 @@ fn backup_crashing_before_its_snapshot_leaves_no_snapshot() {
         "the crashed backup's lock was cleaned"
     );
 }
+
+#[test]
+fn unchanged_files_are_not_read_again() {
+    let t = tempfile::tempdir().unwrap();
+    let repo = t.path().join("repo");
+    init(&repo);
+    let data = t.path().join("data");
+    fs::create_dir_all(data.join("sub")).unwrap();
+    fs::write(data.join("a"), random_bytes(1, 1 << 20)).unwrap();
+    fs::write(data.join("sub/b"), "bbbb").unwrap();
+    backup(&repo, "s", &data);
+    let stats = |extra: &[&str]| {
+        let mut args = vec!["backup", "--json", "--source", "s", data.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let v: serde_json::Value = serde_json::from_str(&ok(&repo, &args)).unwrap();
+        (
+            v["id"].as_str().unwrap().to_string(),
+            v["stats"]["bytes_read"].as_u64().unwrap(),
+            v["stats"]["files_unchanged"].as_u64().unwrap(),
+        )
+    };
+    let (_, read, unchanged) = stats(&[]);
+    assert_eq!(
+        (read, unchanged),
+        (0, 2),
+        "a no-change backup reads nothing"
+    );
+
+    // Same size, and the old mtime put back: the ctime still gives the change away.
+    let old = fs::metadata(data.join("sub/b")).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    fs::write(data.join("sub/b"), "BBBB").unwrap();
+    let t0 = nix::sys::time::TimeSpec::new(
+        std::os::unix::fs::MetadataExt::mtime(&old),
+        std::os::unix::fs::MetadataExt::mtime_nsec(&old),
+    );
+    nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        &data.join("sub/b"),
+        &t0,
+        &t0,
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    )
+    .unwrap();
+    let (id, read, unchanged) = stats(&[]);
+    assert_eq!((read, unchanged), (4, 1));
+    let out = yester(&repo)
+        .args(["cat", &format!("{id}:{}/sub/b", inside(&data))])
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, b"BBBB");
+    let (_, read, unchanged) = stats(&["--force"]);
+    assert_eq!(
+        (read, unchanged),
+        ((1 << 20) + 4, 0),
+        "--force reads everything"
+    );
+}

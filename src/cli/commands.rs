@@ -69,6 +69,7 @@ pub fn backup(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
         one_file_system: a.one_file_system,
         lock_wait: ctx.lock_wait,
         time: a.time,
+        force: a.force,
     };
     let report = backup_mod::backup(&repo, &opts, &mut NoProgress)?;
     let s = &report.snapshot;
@@ -90,10 +91,11 @@ pub fn backup(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
     } else if !ctx.quiet {
         let st = &s.stats;
         println!(
-            "snapshot {} {lowest}.0/{}: {} files, {} dirs, read {}, added {} ({} stored), {:.2}s{}",
+            "snapshot {} {lowest}.0/{}: {} files ({} unchanged), {} dirs, read {}, added {} ({} stored), {:.2}s{}",
             report.id,
             s.source,
             st.files,
+            st.files_unchanged,
             st.dirs,
             format::bytes(st.bytes_read),
             format::bytes(st.bytes_added),

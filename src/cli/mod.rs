@@ -165,6 +165,9 @@ struct BackupArgs {
     /// Print the summary as JSON
     #[arg(long)]
     json: bool,
+    /// Read every file, also those unchanged since the source's previous snapshot
+    #[arg(long)]
+    force: bool,
     /// Record this time (RFC 3339) instead of now, e.g. to import old rsnapshot trees
     #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
     time: Option<std::time::SystemTime>,

@@ -17,11 +17,11 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use super::chunker::Chunker;
 use super::error::{Error, Result};
-use super::id::SnapshotId;
+use super::id::{BlobId, SnapshotId};
 use super::lock;
 use super::pack::BlobKind;
-use super::repo::{BlobWriter, Repository};
-use super::snapshot::{LinkTable, Snapshot, SnapshotStats, SNAPSHOT_VERSION};
+use super::repo::{BlobReader, BlobWriter, Repository};
+use super::snapshot::{load_all, LinkTable, Snapshot, SnapshotStats, SNAPSHOT_VERSION};
 use super::tree::{ChunkRef, Entry, HardlinkKey, NodeKind, Timestamp, Tree};
 
 /// What to back up and how.
@@ -37,6 +37,8 @@ pub struct BackupOptions {
     pub lock_wait: Duration,
     /// Record this time instead of now (for importing older backup trees).
     pub time: Option<SystemTime>,
+    /// Read every file, even those unchanged since the source's previous snapshot.
+    pub force: bool,
 }
 
 /// The result of a backup.
@@ -126,6 +128,8 @@ fn absolute(p: &Path) -> Result<PathBuf> {
 
 struct Walker<'a, P: Progress> {
     repo: &'a Repository,
+    /// Reads the previous snapshot's trees.
+    reader: &'a BlobReader,
     writer: BlobWriter<'a>,
     excludes: Excludes,
     one_fs: bool,
@@ -297,31 +301,67 @@ impl<P: Progress> Walker<'_, P> {
     }
 
     /// Build the entry for `path` (already lstat-ed); `None` if it had to be skipped.
+    /// The previous snapshot's tree of a directory, if it had one and it is readable.
+    fn prev_tree(&mut self, id: Option<BlobId>) -> Option<Tree> {
+        let id = id?;
+        match self.reader.read_tree(&id) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::info!(
+                    "previous snapshot's tree {} unreadable ({e}); reading files again",
+                    id.short()
+                );
+                None
+            }
+        }
+    }
+
+    /// The previous snapshot's chunks of a file whose size, mtime and ctime are unchanged
+    /// (ctime changes with any write, rename onto it or metadata change), if all still exist.
+    fn unchanged_chunks(&self, prev: Option<&Entry>, meta: &Metadata) -> Option<Vec<ChunkRef>> {
+        let p = prev?;
+        let same = p.kind == NodeKind::File
+            && p.size == meta.len()
+            && p.mtime == ts(meta.mtime(), meta.mtime_nsec())
+            && p.ctime == ts(meta.ctime(), meta.ctime_nsec());
+        (same && p.chunks.iter().all(|c| self.writer.has(&c.id))).then(|| p.chunks.clone())
+    }
+
     fn save_entry(
         &mut self,
         path: &Path,
         name: &[u8],
         meta: &Metadata,
         dev: u64,
+        prev: Option<&Entry>,
     ) -> Result<Option<Entry>> {
         let mut e = entry_from_meta(name, meta);
         match e.kind {
             NodeKind::File => {
-                let Some((chunks, read)) = self.save_file(path, meta) else {
-                    return Ok(None);
-                };
-                e.chunks = chunks;
-                e.size = read;
+                if let Some(chunks) = self.unchanged_chunks(prev, meta) {
+                    e.chunks = chunks;
+                    e.size = meta.len();
+                    self.stats.files_unchanged += 1;
+                } else {
+                    let Some((chunks, read)) = self.save_file(path, meta) else {
+                        return Ok(None);
+                    };
+                    e.chunks = chunks;
+                    e.size = read;
+                }
                 self.stats.files += 1;
-                self.stats.total_bytes += read;
-                self.progress.file_done(path, read);
+                self.stats.total_bytes += e.size;
+                self.progress.file_done(path, e.size);
             }
             NodeKind::Dir => {
                 let id = if self.one_fs && meta.dev() != dev {
                     // A mount point: keep the directory itself, not the other filesystem.
                     self.writer.add(BlobKind::Tree, &Tree::default().encode())?
                 } else {
-                    match self.save_dir(path, dev)? {
+                    let prev_dir = prev
+                        .filter(|p| p.kind == NodeKind::Dir)
+                        .and_then(|p| p.subtree);
+                    match self.save_dir(path, dev, prev_dir)? {
                         Some(t) => t,
                         None => return Ok(None),
                     }
@@ -350,7 +390,7 @@ impl<P: Progress> Walker<'_, P> {
     }
 
     /// Save a whole directory; `None` if it could not be listed.
-    fn save_dir(&mut self, path: &Path, dev: u64) -> Result<Option<crate::engine::BlobId>> {
+    fn save_dir(&mut self, path: &Path, dev: u64, prev: Option<BlobId>) -> Result<Option<BlobId>> {
         let rd = match fs::read_dir(path) {
             Ok(rd) => rd,
             Err(e) if is_vanished(&e) => {
@@ -372,6 +412,7 @@ impl<P: Progress> Walker<'_, P> {
             }
         }
         names.sort();
+        let prev = self.prev_tree(prev);
         let mut tree = Tree::default();
         for name in names {
             let child = path.join(OsStr::from_bytes(&name));
@@ -389,7 +430,8 @@ impl<P: Progress> Walker<'_, P> {
                     continue;
                 }
             };
-            if let Some(e) = self.save_entry(&child, &name, &meta, dev)? {
+            let prev_entry = prev.as_ref().and_then(|t| t.get(&name));
+            if let Some(e) = self.save_entry(&child, &name, &meta, dev, prev_entry)? {
                 tree.entries.push(e);
             }
         }
@@ -397,16 +439,21 @@ impl<P: Progress> Walker<'_, P> {
     }
 
     /// Save a directory above (or at) the backed-up paths.
-    fn save_spine(&mut self, path: &Path, node: &PathNode) -> Result<Tree> {
+    fn save_spine(&mut self, path: &Path, node: &PathNode, prev: Option<BlobId>) -> Result<Tree> {
+        let prev = self.prev_tree(prev);
         let mut tree = Tree::default();
         for (name, child) in &node.children {
             let child_path = path.join(OsStr::from_bytes(name));
             let meta = fs::symlink_metadata(&child_path)
                 .map_err(|e| Error::io(child_path.display(), e))?;
+            let prev_entry = prev.as_ref().and_then(|t| t.get(name));
             let entry = if child.target {
-                self.save_entry(&child_path, name, &meta, meta.dev())?
+                self.save_entry(&child_path, name, &meta, meta.dev(), prev_entry)?
             } else if meta.is_dir() {
-                let sub = self.save_spine(&child_path, child)?;
+                let prev_dir = prev_entry
+                    .filter(|p| p.kind == NodeKind::Dir)
+                    .and_then(|p| p.subtree);
+                let sub = self.save_spine(&child_path, child, prev_dir)?;
                 let mut e = entry_from_meta(name, &meta);
                 e.subtree = Some(self.writer.add(BlobKind::Tree, &sub.encode())?);
                 e.xattrs = self.xattrs(&child_path);
@@ -470,12 +517,24 @@ pub fn backup<P: Progress>(
     if cleaned > 0 {
         tracing::info!("removed {cleaned} temporary files left by interrupted writers");
     }
-    let index = crate::engine::Index::load(repo.backend.as_ref())?;
+    let reader = repo.reader()?;
+    // Files unchanged since the source's newest snapshot are not read again.
+    let parent = if opts.force {
+        None
+    } else {
+        let (snaps, _) = load_all(repo.backend.as_ref())?;
+        snaps
+            .into_iter()
+            .rev()
+            .find(|s| s.snapshot.source == opts.source)
+            .map(|s| s.snapshot.tree)
+    };
     let started = opts.time.unwrap_or_else(SystemTime::now);
     let clock = Instant::now();
     let mut w = Walker {
         repo,
-        writer: BlobWriter::new(repo, &index),
+        reader: &reader,
+        writer: BlobWriter::new(repo, &reader.index),
         excludes: Excludes::new(&opts.excludes)?,
         one_fs: opts.one_file_system,
         stats: SnapshotStats::default(),
@@ -486,12 +545,12 @@ pub fn backup<P: Progress>(
     let root_tree = if root.target {
         // Backing up `/` itself.
         let meta = fs::symlink_metadata("/").map_err(|e| Error::io("/", e))?;
-        match w.save_dir(Path::new("/"), meta.dev())? {
+        match w.save_dir(Path::new("/"), meta.dev(), parent)? {
             Some(id) => id,
             None => return Err(Error::Invalid("cannot read /".into())),
         }
     } else {
-        let t = w.save_spine(Path::new("/"), &root)?;
+        let t = w.save_spine(Path::new("/"), &root, parent)?;
         w.writer.add(BlobKind::Tree, &t.encode())?
     };
     let links = if w.links.counts.is_empty() {

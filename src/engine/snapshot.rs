@@ -32,6 +32,9 @@ pub struct SnapshotStats {
     pub total_bytes: u64,
     /// Bytes read from files during the backup.
     pub bytes_read: u64,
+    /// Files not read again because they were unchanged since the previous snapshot.
+    #[serde(default)]
+    pub files_unchanged: u64,
     /// New blobs written by this backup.
     pub blobs_added: u64,
     /// Raw size of the new blobs.
