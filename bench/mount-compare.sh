@@ -118,9 +118,13 @@ fi
 cp "$YESTER_BIN" "$WORK/yester"
 Y=$WORK/yester
 
-YESTER_COMMIT=$(git -C "$PROJECT_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ -n "$(git -C "$PROJECT_DIR" status --porcelain --untracked-files=no 2>/dev/null)" ]; then
-    YESTER_COMMIT="$YESTER_COMMIT+dirty"
+# What the binary was built from: YESTER_COMMIT if given (e.g. with YESTER_BIN built from a
+# `git archive` export), else this checkout's HEAD (+dirty if it has uncommitted changes).
+if [ -z "${YESTER_COMMIT:-}" ]; then
+    YESTER_COMMIT=$(git -C "$PROJECT_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)
+    if [ -n "$(git -C "$PROJECT_DIR" status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+        YESTER_COMMIT="$YESTER_COMMIT+dirty"
+    fi
 fi
 RESTIC_VERSION=$(restic version | head -1)
 BORG_VERSION=$(borg --version)

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use yester::engine::backend::LocalDir;
-use yester::engine::backup::{self as backup_mod, BackupOptions, NoProgress};
-use yester::engine::check::{self as check_mod, CheckOptions, NoCheckProgress};
+use yester::engine::backup::{self as backup_mod, BackupOptions};
+use yester::engine::check::{self as check_mod, CheckOptions};
 use yester::engine::config::{ChunkerParams, RepoConfig};
 use yester::engine::lookup::{lookup, Node};
 use yester::engine::restore::{self as restore_mod, RestoreOptions};
@@ -43,7 +43,12 @@ pub fn init(ctx: &Ctx, a: InitArgs) -> Result<u8> {
         None => ctx.repo_path()?.clone(),
     };
     let mut config = RepoConfig::new(ChunkerParams::from_avg(a.chunk_avg)?, a.compression)?;
-    config.levels = a.levels.0;
+    if let Some(l) = a.levels {
+        config.levels = l.0;
+    } else if let Some(l) = ctx.config.as_ref().and_then(|c| c.levels()) {
+        yester::engine::config::validate_levels(&l)?;
+        config.levels = l;
+    }
     let repo = Repository::init(Arc::new(LocalDir::new(&path)), config)?;
     if !ctx.quiet {
         let c = &repo.config.chunk_sizes;
@@ -71,7 +76,11 @@ pub fn backup(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
         time: a.time,
         force: a.force,
     };
-    let report = backup_mod::backup(&repo, &opts, &mut NoProgress)?;
+    let report = backup_mod::backup(
+        &repo,
+        &opts,
+        &mut super::progress::BackupProgress::new(ctx.quiet || a.json),
+    )?;
     let s = &report.snapshot;
     let dropped = yester::points::record_backup(&repo, &s.source, report.id, ctx.lock_wait)
         .context("the snapshot was saved but could not be added to the backup points")?;
@@ -295,7 +304,7 @@ pub fn check(ctx: &Ctx, a: CheckArgs) -> Result<u8> {
         CheckOptions {
             read_data: a.read_data,
         },
-        &mut NoCheckProgress,
+        &mut super::progress::CheckBar::new(ctx.quiet),
     )?;
     for n in &r.notes {
         eprintln!("note: {n}");

@@ -1,11 +1,14 @@
 //! The `yester` command line: argument parsing and one function per command.
 
 mod commands;
+mod config;
 mod demo;
 mod format;
 mod mount;
 mod nfs;
 mod points;
+mod progress;
+mod run;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -29,12 +32,15 @@ pub const EXIT_PARTIAL: u8 = 3;
     after_help = "SNAPSHOT names: an id or unique prefix (1a2b3c4d), a backup point (daily.0/web1),\nlatest/web1, or snapshots/web1/2026-11-21-120000; a path inside follows after '/' or ':'.\n\nExamples:\n  yester init /srv/backup\n  yester -r /srv/backup backup --source web1 /etc /var/www\n  yester -r /srv/backup points\n  yester -r /srv/backup ls daily.0/web1/etc -l\n  yester -r /srv/backup restore daily.0/web1/etc/nginx --target /tmp/restore\n  yester -r /srv/backup rotate daily\n  yester demo"
 )]
 struct Cli {
-    /// Repository path (or set YESTER_REPO)
+    /// Repository path (or YESTER_REPO, or `repository` in the config file)
     #[arg(short = 'r', long = "repo", env = "YESTER_REPO", global = true)]
     repo: Option<PathBuf>,
-    /// Wait this long for a lock held by another process (e.g. "30s", "5m")
-    #[arg(long, global = true, default_value = "0s", value_parser = humantime::parse_duration)]
-    lock_wait: Duration,
+    /// Configuration file [default: /etc/yester/yester.toml if it exists]
+    #[arg(long, env = "YESTER_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Wait this long for a lock held by another process (e.g. "30s", "5m") [default: 0s]
+    #[arg(long, global = true, value_parser = humantime::parse_duration)]
+    lock_wait: Option<Duration>,
     /// Only print errors
     #[arg(short, long, global = true)]
     quiet: bool,
@@ -106,6 +112,23 @@ enum Command {
     /// The NFSv3 server: export backup points to other machines, read-only
     #[command(subcommand)]
     Nfs(NfsCommand),
+    /// What cron or a timer calls: back up every configured source (lowest level) or rotate
+    #[command(
+        after_help = "For the lowest level (e.g. hourly) every source of the config file is backed up, with its\npre and post hooks, into a new point; for a higher level (daily, weekly, …) the points are\nrotated. One summary line per source. Exit status: 0 all ok, 3 some backup partial, 1 a\nsource failed.\n\nExample (crontab):\n  0 */4 * * *  yester run hourly\n  30 3 * * *   yester run daily"
+    )]
+    Run(RunArgs),
+    /// Configuration file tools
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    #[command(after_help = "Example:\n  yester completions bash > /etc/bash_completion.d/yester")]
+    Completions { shell: clap_complete::Shell },
+    /// Write man pages (yester.1 and one per command) into a directory, or yester.1 to stdout
+    #[command(after_help = "Example:\n  yester man --dir /usr/local/share/man/man1")]
+    Man {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Build a throwaway repository from a sample tree and show what yester does
     Demo(DemoArgs),
 }
@@ -120,9 +143,10 @@ struct InitArgs {
     /// zstd compression level (1-19)
     #[arg(long, default_value_t = 3)]
     compression: i32,
-    /// Retention levels, lowest first, as NAME=KEEP,…
-    #[arg(long, default_value = "hourly=6,daily=7,weekly=4,monthly=6", value_parser = parse_levels)]
-    levels: Levels,
+    /// Retention levels, lowest first, as NAME=KEEP,… [default: the config file's levels, else
+    /// hourly=6,daily=7,weekly=4,monthly=6]
+    #[arg(long, value_parser = parse_levels)]
+    levels: Option<Levels>,
 }
 
 /// Parsed `--levels`.
@@ -286,6 +310,18 @@ struct CheckArgs {
     repair_index: bool,
 }
 
+#[derive(Args)]
+pub struct RunArgs {
+    /// The level to run, e.g. hourly (back up) or daily (rotate)
+    level: String,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the configuration file; every problem is reported with its line
+    Check,
+}
+
 #[derive(Subcommand)]
 enum NfsCommand {
     /// Serve NFSv3 (with MOUNT on the same port) until interrupted
@@ -297,15 +333,16 @@ enum NfsCommand {
 
 #[derive(Args)]
 pub struct NfsServeArgs {
-    /// Address and port to listen on
-    #[arg(long, default_value = "127.0.0.1:2049")]
-    listen: String,
-    /// Exports file (shape of /etc/exports); default: loopback only
+    /// Address and port to listen on [default: 127.0.0.1:2049, or nfs.listen in the config]
+    #[arg(long)]
+    listen: Option<String>,
+    /// Exports file (shape of /etc/exports) [default: nfs.exports in the config; else loopback only]
     #[arg(long)]
     exports: Option<PathBuf>,
     /// Secret that signs file handles; created on first use (keep it: handles outlive restarts)
-    #[arg(long, default_value = "/var/lib/yester/nfs-handle.key")]
-    handle_key: PathBuf,
+    /// [default: /var/lib/yester/nfs-handle.key]
+    #[arg(long)]
+    handle_key: Option<PathBuf>,
     /// Memory for decompressed chunks, e.g. 256MiB
     #[arg(long, default_value = "256MiB", value_parser = parse_size_usize)]
     cache_size: usize,
@@ -398,13 +435,14 @@ pub struct Ctx {
     repo: Option<PathBuf>,
     lock_wait: Duration,
     quiet: bool,
+    config: Option<config::Loaded>,
 }
 
 impl Ctx {
     fn repo_path(&self) -> Result<&PathBuf> {
-        self.repo
-            .as_ref()
-            .context("no repository given: use -r/--repo or set YESTER_REPO")
+        self.repo.as_ref().context(
+            "no repository given: use -r/--repo, set YESTER_REPO, or set `repository` in /etc/yester/yester.toml",
+        )
     }
 
     fn open(&self) -> Result<Repository> {
@@ -413,13 +451,36 @@ impl Ctx {
     }
 }
 
+fn make_ctx(cli: &Cli) -> Result<Ctx> {
+    let loaded = config::load(cli.config.as_deref())?;
+    let from_config =
+        |f: &dyn Fn(&config::Config) -> Option<String>| loaded.as_ref().and_then(|l| f(&l.config));
+    let lock_wait = match (cli.lock_wait, from_config(&|c| c.lock_wait.clone())) {
+        (Some(w), _) => w,
+        (None, Some(w)) => humantime::parse_duration(&w)
+            .with_context(|| format!("lock_wait {w:?} in the config"))?,
+        (None, None) => Duration::ZERO,
+    };
+    Ok(Ctx {
+        repo: cli
+            .repo
+            .clone()
+            .or_else(|| loaded.as_ref().and_then(|l| l.config.repository.clone())),
+        lock_wait,
+        quiet: cli.quiet,
+        config: loaded,
+    })
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.quiet, cli.verbose);
-    let ctx = Ctx {
-        repo: cli.repo,
-        lock_wait: cli.lock_wait,
-        quiet: cli.quiet,
+    let ctx = match make_ctx(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("yester: {e:#}");
+            return ExitCode::from(1);
+        }
     };
     let res = match cli.command {
         Command::Init(a) => commands::init(&ctx, a),
@@ -439,6 +500,18 @@ pub fn main() -> ExitCode {
         Command::Demo(a) => demo::run_demo(a),
         Command::Mount(a) => mount::mount(&ctx, a),
         Command::Nfs(NfsCommand::Serve(a)) => nfs::serve_nfs(&ctx, a),
+        Command::Run(a) => run::run(&ctx, a),
+        Command::Config(ConfigCommand::Check) => run::config_check(&ctx),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "yester",
+                &mut std::io::stdout(),
+            );
+            Ok(0)
+        }
+        Command::Man { dir } => man(dir),
     };
     match res {
         Ok(code) => ExitCode::from(code),
@@ -453,4 +526,18 @@ pub fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Man pages from the command definitions.
+fn man(dir: Option<PathBuf>) -> Result<u8> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    match dir {
+        None => clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?,
+        Some(d) => {
+            std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+            clap_mangen::generate_to(cmd, &d)
+                .with_context(|| format!("writing man pages to {}", d.display()))?;
+        }
+    }
+    Ok(0)
 }

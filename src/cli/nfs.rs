@@ -10,7 +10,22 @@ use super::{Ctx, NfsServeArgs};
 
 pub fn serve_nfs(ctx: &Ctx, a: NfsServeArgs) -> Result<u8> {
     let repo = ctx.open()?;
-    let exports = match &a.exports {
+    let nfs_conf = ctx.config.as_ref().map(|c| &c.config.nfs);
+    let exports_path = a
+        .exports
+        .clone()
+        .or_else(|| nfs_conf.and_then(|n| n.exports.clone()));
+    let listen = a
+        .listen
+        .clone()
+        .or_else(|| nfs_conf.and_then(|n| n.listen.clone()))
+        .unwrap_or_else(|| "127.0.0.1:2049".into());
+    let handle_key = a
+        .handle_key
+        .clone()
+        .or_else(|| nfs_conf.and_then(|n| n.handle_key.clone()))
+        .unwrap_or_else(|| "/var/lib/yester/nfs-handle.key".into());
+    let exports = match &exports_path {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
@@ -18,8 +33,8 @@ pub fn serve_nfs(ctx: &Ctx, a: NfsServeArgs) -> Result<u8> {
         }
         None => Exports::loopback_only(),
     };
-    let key = HandleKey::load_or_create(&a.handle_key)
-        .with_context(|| format!("handle key {}", a.handle_key.display()))?;
+    let key = HandleKey::load_or_create(&handle_key)
+        .with_context(|| format!("handle key {}", handle_key.display()))?;
     let vfs = Vfs::new(
         repo,
         VfsOptions {
@@ -33,9 +48,9 @@ pub fn serve_nfs(ctx: &Ctx, a: NfsServeArgs) -> Result<u8> {
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&a.listen)
+        let listener = tokio::net::TcpListener::bind(&listen)
             .await
-            .with_context(|| format!("cannot listen on {}", a.listen))?;
+            .with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
         eprintln!("yester: NFS server listening on {addr} (NFSv3 and MOUNT on this port)");
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -1,0 +1,93 @@
+//! Progress display: a live line on a terminal, nothing on a pipe or log (no escape codes).
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use yester::engine::backup::Progress;
+use yester::engine::check::CheckProgress;
+
+/// A spinner with counts and rate for backups; hidden when stderr is not a terminal.
+pub struct BackupProgress {
+    bar: Option<ProgressBar>,
+    files: u64,
+}
+
+fn bar_if_terminal(quiet: bool) -> Option<ProgressBar> {
+    (!quiet && std::io::stderr().is_terminal()).then(ProgressBar::new_spinner)
+}
+
+impl BackupProgress {
+    pub fn new(quiet: bool) -> Self {
+        let bar = bar_if_terminal(quiet);
+        if let Some(b) = &bar {
+            b.set_style(
+                ProgressStyle::with_template("{spinner} {elapsed} {msg} {bytes} ({bytes_per_sec})")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            b.enable_steady_tick(Duration::from_millis(200));
+        }
+        BackupProgress { bar, files: 0 }
+    }
+}
+
+impl Progress for BackupProgress {
+    fn file_done(&mut self, _path: &Path, bytes: u64) {
+        self.files += 1;
+        if let Some(b) = &self.bar {
+            b.inc(bytes);
+            b.set_message(format!("{} files", self.files));
+        }
+    }
+
+    fn warning(&mut self, msg: &str) {
+        if let Some(b) = &self.bar {
+            b.println(format!("warning: {msg}"));
+        }
+    }
+}
+
+impl Drop for BackupProgress {
+    fn drop(&mut self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// A bar over packs and snapshots for `check`.
+pub struct CheckBar {
+    bar: Option<ProgressBar>,
+}
+
+impl CheckBar {
+    pub fn new(quiet: bool) -> Self {
+        let bar = bar_if_terminal(quiet).map(|_| ProgressBar::new(0));
+        if let Some(b) = &bar {
+            b.set_style(
+                ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {eta}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+        }
+        CheckBar { bar }
+    }
+}
+
+impl CheckProgress for CheckBar {
+    fn step(&mut self, what: &str, done: usize, total: usize) {
+        if let Some(b) = &self.bar {
+            b.set_message(what.to_string());
+            b.set_length(total as u64);
+            b.set_position(done as u64 + 1);
+        }
+    }
+}
+
+impl Drop for CheckBar {
+    fn drop(&mut self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! `yester run LEVEL` (what cron calls) and `yester config check`.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Result};
+use yester::engine::backup::{backup, BackupOptions};
+use yester::points::RotateOutcome;
+
+use super::config::SourceSpec;
+use super::progress::BackupProgress;
+use super::{format, Ctx, RunArgs, EXIT_PARTIAL};
+
+/// How one source fared.
+enum Outcome {
+    Ok(String),
+    Partial(String),
+    Failed(String),
+}
+
+/// Run hooks in order through /bin/sh; the first failure stops and is returned.
+fn hooks(kind: &str, cmds: &[String], source: &str) -> Result<(), String> {
+    for cmd in cmds {
+        let status = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(cmd)
+            .env("YESTER_SOURCE", source)
+            .stdin(Stdio::null())
+            .status()
+            .map_err(|e| format!("{kind} hook `{cmd}` could not run: {e}"))?;
+        if !status.success() {
+            return Err(format!("{kind} hook `{cmd}` failed ({status})"));
+        }
+    }
+    Ok(())
+}
+
+fn backup_source(ctx: &Ctx, repo: &yester::engine::Repository, s: &SourceSpec) -> Outcome {
+    let name = s.name.get_ref().clone();
+    if let Err(e) = hooks("pre", &s.pre, &name) {
+        return Outcome::Failed(format!("{e}; not backed up"));
+    }
+    let excludes = match ctx.config.as_ref().map(|c| c.excludes(s)) {
+        Some(Ok(x)) => x,
+        Some(Err(e)) => return Outcome::Failed(format!("{e:#}")),
+        None => Vec::new(),
+    };
+    let opts = BackupOptions {
+        source: name.clone(),
+        paths: s.paths.iter().map(|p| PathBuf::from(p.get_ref())).collect(),
+        excludes,
+        one_file_system: s.one_file_system,
+        lock_wait: ctx.lock_wait,
+        time: None,
+        force: false,
+    };
+    let result = backup(repo, &opts, &mut BackupProgress::new(ctx.quiet))
+        .map_err(anyhow::Error::from)
+        .and_then(|r| {
+            yester::points::record_backup(repo, &name, r.id, ctx.lock_wait)?;
+            Ok(r)
+        });
+    let post = hooks("post", &s.post, &name);
+    match (result, post) {
+        (Err(e), _) => Outcome::Failed(format!("{e:#}")),
+        (Ok(_), Err(e)) => Outcome::Failed(e),
+        (Ok(r), Ok(())) => {
+            let st = &r.snapshot.stats;
+            let lowest = repo.config.levels.first().map_or("", |l| l.name.as_str());
+            let line = format!(
+                "snapshot {} {lowest}.0: {} files ({} unchanged), read {}, added {}, {:.1}s",
+                r.id.short(),
+                st.files,
+                st.files_unchanged,
+                format::bytes(st.bytes_read),
+                format::bytes(st.stored_bytes_added),
+                st.duration_secs
+            );
+            if r.is_partial() {
+                Outcome::Partial(format!(
+                    "{line}; PARTIAL: {}",
+                    r.snapshot.warnings.join("; ")
+                ))
+            } else {
+                Outcome::Ok(line)
+            }
+        }
+    }
+}
+
+pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
+    let Some(conf) = &ctx.config else {
+        bail!("`yester run` needs a configuration file with sources (see docs/OPERATIONS.md)");
+    };
+    let problems = conf.check(false);
+    if !problems.is_empty() {
+        bail!(
+            "the configuration has problems (see `yester config check`):\n{}",
+            problems.join("\n")
+        );
+    }
+    let repo = ctx.open()?;
+    let levels = &repo.config.levels;
+    let Some(pos) = levels.iter().position(|l| l.name == a.level) else {
+        let names: Vec<&str> = levels.iter().map(|l| l.name.as_str()).collect();
+        bail!(
+            "no level {:?} in the repository (levels: {})",
+            a.level,
+            names.join(", ")
+        );
+    };
+    if conf.config.sources.is_empty() {
+        bail!("{}: no [[source]] is configured", conf.path.display());
+    }
+    let mut code = 0u8;
+    for s in &conf.config.sources {
+        let name = s.name.get_ref();
+        let outcome = if pos == 0 {
+            backup_source(ctx, &repo, s)
+        } else {
+            match yester::points::rotate(&repo, name, &a.level, ctx.lock_wait) {
+                Ok(RotateOutcome::Promoted {
+                    from,
+                    to,
+                    snapshot,
+                    dropped,
+                }) => Outcome::Ok(format!(
+                    "{from} ({}) became {to}{}",
+                    snapshot.short(),
+                    if dropped.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", {} dropped", dropped.len())
+                    }
+                )),
+                Ok(RotateOutcome::NotFull { lower, have, keep }) => Outcome::Ok(format!(
+                    "nothing to rotate: {lower} has {have} of {keep} points"
+                )),
+                Err(e) => Outcome::Failed(e.to_string()),
+            }
+        };
+        match outcome {
+            Outcome::Ok(l) => println!("{name}: ok: {l}"),
+            Outcome::Partial(l) => {
+                println!("{name}: partial: {l}");
+                if code != 1 {
+                    code = EXIT_PARTIAL;
+                }
+            }
+            Outcome::Failed(l) => {
+                println!("{name}: FAILED: {l}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+pub fn config_check(ctx: &Ctx) -> Result<u8> {
+    let Some(conf) = &ctx.config else {
+        bail!(
+            "no configuration file: give --config FILE or create {}",
+            super::config::DEFAULT_CONFIG
+        );
+    };
+    let problems = conf.check(true);
+    for p in &problems {
+        println!("{p}");
+    }
+    if problems.is_empty() {
+        if !ctx.quiet {
+            println!(
+                "{}: ok ({} sources)",
+                conf.path.display(),
+                conf.config.sources.len()
+            );
+        }
+        Ok(0)
+    } else {
+        Ok(1)
+    }
+}
