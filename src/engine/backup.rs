@@ -228,8 +228,9 @@ impl<P: Progress> Walker<'_, P> {
         out
     }
 
-    /// Save a file's content; returns the chunk list and bytes read, or `None` on failure.
-    fn save_file(&mut self, path: &Path, meta: &Metadata) -> Option<(Vec<ChunkRef>, u64)> {
+    /// Save a file's content; returns the chunk list and bytes read, or `None` when the file
+    /// could not be read (a warning). Errors are the repository's and end the backup.
+    fn save_file(&mut self, path: &Path, meta: &Metadata) -> Result<Option<(Vec<ChunkRef>, u64)>> {
         // O_NONBLOCK: if the file was swapped for a FIFO after lstat, open must not hang.
         // O_NOATIME: a backup should not change what it backs up (allowed for owner and root).
         let open = |flags| {
@@ -242,22 +243,22 @@ impl<P: Progress> Walker<'_, P> {
             Ok(f) => f,
             Err(e) if is_vanished(&e) => {
                 self.warn(path, "vanished before it could be read");
-                return None;
+                return Ok(None);
             }
             Err(e) => {
                 self.warn(path, format_args!("cannot open: {e}"));
-                return None;
+                return Ok(None);
             }
         };
         let before = match file.metadata() {
             Ok(m) if m.is_file() && m.ino() == meta.ino() => m,
             Ok(_) => {
                 self.warn(path, "was replaced while being backed up; skipped");
-                return None;
+                return Ok(None);
             }
             Err(e) => {
                 self.warn(path, format_args!("cannot stat: {e}"));
-                return None;
+                return Ok(None);
             }
         };
         let mut chunker = Chunker::new(&file, self.repo.config.chunk_sizes);
@@ -269,16 +270,14 @@ impl<P: Progress> Walker<'_, P> {
                     read += data.len() as u64;
                     let len = data.len() as u32;
                     let id = self.repo.key.blob_id(data);
-                    if let Err(e) = self.writer.add_with_id(id, BlobKind::Data, data) {
-                        self.warn(path, format_args!("cannot store: {e}"));
-                        return None;
-                    }
+                    // A failure to store is the repository's, not this file's: stop the backup.
+                    self.writer.add_with_id(id, BlobKind::Data, data)?;
                     chunks.push(ChunkRef { id, len });
                 }
                 Ok(None) => break,
                 Err(e) => {
                     self.warn(path, format_args!("read error: {e}"));
-                    return None;
+                    return Ok(None);
                 }
             }
         }
@@ -297,7 +296,7 @@ impl<P: Progress> Walker<'_, P> {
                 );
             }
         }
-        Some((chunks, read))
+        Ok(Some((chunks, read)))
     }
 
     /// Build the entry for `path` (already lstat-ed); `None` if it had to be skipped.
@@ -343,7 +342,7 @@ impl<P: Progress> Walker<'_, P> {
                     e.size = meta.len();
                     self.stats.files_unchanged += 1;
                 } else {
-                    let Some((chunks, read)) = self.save_file(path, meta) else {
+                    let Some((chunks, read)) = self.save_file(path, meta)? else {
                         return Ok(None);
                     };
                     e.chunks = chunks;

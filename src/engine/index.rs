@@ -96,8 +96,16 @@ pub struct Index {
 impl Index {
     /// Load every index file of the repository.
     pub fn load(backend: &dyn Backend) -> Result<Self> {
+        let started = std::time::Instant::now();
         let mut idx = Index::default();
         idx.load_files(backend, &backend.list(Kind::Index)?)?;
+        tracing::info!(
+            "index: {} blobs from {} files in {:.3}s, {} KiB resident",
+            idx.len(),
+            idx.files.len(),
+            started.elapsed().as_secs_f64(),
+            (idx.slots.capacity() * std::mem::size_of::<Slot>()) / 1024
+        );
         Ok(idx)
     }
 

@@ -80,6 +80,7 @@ pub fn rotate(
     let outcome = cat.rotate(&repo.config.levels, level)?;
     if let RotateOutcome::Promoted { dropped, .. } = &outcome {
         cat.save(repo.backend.as_ref())?;
+        crate::engine::failpoint::failpoint("rotate-after-catalog");
         forget_records(repo, dropped)?;
     }
     Ok(outcome)

@@ -671,3 +671,29 @@ pub fn du(p: &Path) -> u64 {
         })
         .sum()
 }
+
+impl Repo {
+    /// Like [`Repo::new`], with more `init` arguments, e.g. `["--levels", "hourly=1000"]` so
+    /// that no snapshot is rotated out of the backup points.
+    pub fn with_init_args(extra: &[&str]) -> Repo {
+        let dir = tempfile::Builder::new()
+            .prefix("yester-repo")
+            .tempdir()
+            .unwrap();
+        let path = dir.path().join("repo");
+        let mut args: Vec<OsString> = vec![
+            "init".into(),
+            path.clone().into_os_string(),
+            "--chunk-avg".into(),
+            CHUNK_AVG.into(),
+        ];
+        args.extend(extra.iter().map(OsString::from));
+        yester(args).expect_success();
+        Repo { _dir: dir, path }
+    }
+
+    /// The temporary directory holding the repository (the parent of `path`).
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+}

@@ -1,0 +1,393 @@
+//! Reliability: full disks, concurrent writers and the lock protocol, crashes in rotation,
+//! damaged repositories read through the mounts, and many NFS clients at once.
+//! Heavier counts with YESTER_RELIABILITY_FULL=1 (docs/RELIABILITY.md).
+
+mod common;
+use common::random_bytes;
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn full() -> bool {
+    std::env::var_os("YESTER_RELIABILITY_FULL").is_some()
+}
+
+fn yester(repo: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_yester"));
+    c.arg("-r").arg(repo);
+    c
+}
+
+fn run(repo: &Path, args: &[&str]) -> Output {
+    yester(repo).args(args).output().unwrap()
+}
+
+fn ok(repo: &Path, args: &[&str]) -> String {
+    let out = run(repo, args);
+    assert!(
+        out.status.success(),
+        "yester {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn init(repo: &Path, levels: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_yester"))
+        .args(["init", "--levels", levels])
+        .arg(repo)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn backup(repo: &Path, source: &str, path: &Path) -> String {
+    ok(
+        repo,
+        &["backup", "--source", source, path.to_str().unwrap()],
+    )
+    .split_whitespace()
+    .nth(1)
+    .unwrap()
+    .to_string()
+}
+
+fn snapshot_count(repo: &Path) -> usize {
+    let v: serde_json::Value = serde_json::from_str(&ok(repo, &["snapshots", "--json"])).unwrap();
+    v.as_array().unwrap().len()
+}
+
+fn inside(p: &Path) -> String {
+    p.to_str().unwrap().trim_start_matches('/').to_string()
+}
+
+fn wait_for_lock(repo: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while fs::read_dir(repo.join("locks"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+        == 0
+    {
+        assert!(Instant::now() < deadline, "no lock appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A size-limited tmpfs, unmounted on drop.
+struct SmallFs(PathBuf);
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn full_disk_fails_clearly_and_recovers() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPING full-disk test: mounting a small tmpfs needs root");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let small = t.path().join("small");
+    fs::create_dir(&small).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=6m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    if !st.success() {
+        eprintln!("SKIPPING full-disk test: cannot mount a tmpfs here");
+        return;
+    }
+    let _guard = SmallFs(small.clone());
+    let repo = small.join("repo");
+    init(&repo, "hourly=100");
+    let data = t.path().join("data");
+    fs::create_dir(&data).unwrap();
+    fs::write(data.join("small"), "fits\n").unwrap();
+    let first = backup(&repo, "s", &data);
+    fs::write(data.join("big"), random_bytes(1, 20 << 20)).unwrap();
+    let out = run(&repo, &["backup", "--source", "s", data.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no space left on device"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one clear line: {err}");
+    assert_eq!(snapshot_count(&repo), 1, "no partial snapshot");
+    assert_eq!(
+        fs::read_dir(repo.join("tmp")).unwrap().count(),
+        0,
+        "no temp file left"
+    );
+    ok(&repo, &["check"]);
+    // Space freed (the big file excluded): backups work again and old data is intact.
+    fs::remove_file(data.join("big")).unwrap();
+    ok(&repo, &["prune"]);
+    fs::write(data.join("more"), "more\n").unwrap();
+    let again = backup(&repo, "s", &data);
+    ok(&repo, &["check", "--read-data"]);
+    let out = run(&repo, &["cat", &format!("{first}:{}/small", inside(&data))]);
+    assert_eq!(out.stdout, b"fits\n");
+    let out = run(&repo, &["cat", &format!("{again}:{}/more", inside(&data))]);
+    assert_eq!(out.stdout, b"more\n");
+}
+
+#[test]
+fn concurrent_backups_and_the_lock_protocol() {
+    let t = tempfile::tempdir().unwrap();
+    let repo = t.path().join("repo");
+    init(&repo, "hourly=100,daily=10");
+    let mut dirs = Vec::new();
+    for s in ["a", "b"] {
+        let d = t.path().join(s);
+        fs::create_dir(&d).unwrap();
+        for i in 0..20u64 {
+            fs::write(
+                d.join(format!("f{i}")),
+                random_bytes(i + s.len() as u64 * 100, 256 << 10),
+            )
+            .unwrap();
+        }
+        dirs.push(d);
+    }
+    // Two backups of different sources at once both succeed.
+    let children: Vec<Child> = ["a", "b"]
+        .iter()
+        .zip(&dirs)
+        .map(|(s, d)| {
+            yester(&repo)
+                .args(["backup", "--source", s, d.to_str().unwrap()])
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    assert_eq!(snapshot_count(&repo), 2);
+
+    // Prune while a backup holds its shared lock: refused at once, or waits with --lock-wait.
+    let mut slow = yester(&repo)
+        .args(["backup", "--source", "a", dirs[0].to_str().unwrap()])
+        .env("YESTER_FAILPOINT", "backup-before-snapshot:pause")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_lock(&repo);
+    let out = run(&repo, &["prune"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("locked") && err.contains("backup"), "{err}");
+    // Rotation during a backup is fine (it takes the points lock, not the data one).
+    ok(&repo, &["rotate", "daily", "--source", "b"]);
+    let out = run(&repo, &["--lock-wait", "30s", "prune"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(slow.wait().unwrap().success());
+    assert_eq!(snapshot_count(&repo), 3);
+    let points: serde_json::Value =
+        serde_json::from_str(&ok(&repo, &["points", "--json", "--source", "a"])).unwrap();
+    assert_eq!(
+        points.as_array().unwrap().len(),
+        2,
+        "no point lost or duplicated"
+    );
+    ok(&repo, &["check", "--read-data"]);
+}
+
+#[test]
+fn rotation_crash_never_names_a_missing_snapshot() {
+    let t = tempfile::tempdir().unwrap();
+    let repo = t.path().join("repo");
+    init(&repo, "hourly=2,daily=1");
+    let data = t.path().join("d");
+    fs::create_dir(&data).unwrap();
+    let trials = if full() { 50 } else { 10 };
+    for i in 0..trials {
+        fs::write(data.join("f"), format!("{i}")).unwrap();
+        backup(&repo, "s", &data);
+        let out = yester(&repo)
+            .args(["rotate", "daily"])
+            .env("YESTER_FAILPOINT", "rotate-after-catalog")
+            .output()
+            .unwrap();
+        // Either nothing to rotate (exit 0) or a crash right after the new catalogue.
+        let points: serde_json::Value =
+            serde_json::from_str(&ok(&repo, &["points", "--json"])).unwrap();
+        for p in points.as_array().unwrap() {
+            assert!(
+                p["time"].is_string(),
+                "trial {i}: point {} names a missing snapshot ({:?})",
+                p["point"],
+                out.status
+            );
+        }
+        ok(&repo, &["check"]);
+    }
+    // Snapshots orphaned by the crashes are plain snapshots; prune keeps the repository valid.
+    ok(&repo, &["prune"]);
+    ok(&repo, &["check", "--read-data"]);
+    let out = ok(&repo, &["cat", &format!("latest/s/{}/f", inside(&data))]);
+    assert_eq!(out, format!("{}", trials - 1));
+}
+
+/// A running NFS server, killed on drop.
+struct Nfs(Child, u16);
+
+impl Drop for Nfs {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn nfs(repo: &Path, key: &Path) -> Nfs {
+    let mut child = yester(repo)
+        .args(["nfs", "serve", "--listen", "127.0.0.1:0", "--handle-key"])
+        .arg(key)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stderr.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .split("listening on 127.0.0.1:")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    Nfs(child, port)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn many_nfs_clients_read_correct_data_in_bounded_memory() {
+    if Command::new("nfs-cat").output().is_err() {
+        eprintln!("SKIPPING NFS load test: nfs-cat not found (apt-get install libnfs-utils)");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let repo = t.path().join("repo");
+    init(&repo, "hourly=10");
+    let data = t.path().join("data");
+    fs::create_dir(&data).unwrap();
+    let files = 32;
+    for i in 0..files {
+        fs::write(
+            data.join(format!("f{i:02}")),
+            random_bytes(i as u64 + 7, 3 << 20),
+        )
+        .unwrap();
+    }
+    backup(&repo, "s", &data);
+    let srv = nfs(&repo, &t.path().join("key"));
+    let rounds = if full() { 5 } else { 1 };
+    for _ in 0..rounds {
+        let children: Vec<(usize, Child)> = (0..files)
+            .map(|i| {
+                let url = format!(
+                    "nfs://127.0.0.1/latest/s/{}/f{i:02}?version=3&nfsport={p}&mountport={p}",
+                    inside(&data),
+                    p = srv.1
+                );
+                (
+                    i,
+                    Command::new("nfs-cat")
+                        .arg(url)
+                        .stdout(Stdio::piped())
+                        .stderr(Stdio::null())
+                        .spawn()
+                        .unwrap(),
+                )
+            })
+            .collect();
+        for (i, c) in children {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success(), "client {i}");
+            assert!(
+                out.stdout == random_bytes(i as u64 + 7, 3 << 20),
+                "client {i} got the right bytes"
+            );
+        }
+    }
+    let peak = rss_kib(srv.0.id());
+    eprintln!("NFS server peak RSS with {files} concurrent clients: {peak} KiB");
+    assert!(
+        peak < 512 * 1024,
+        "bounded by the chunk cache, not by the data read ({peak} KiB)"
+    );
+}
+
+#[test]
+fn damaged_data_gives_eio_through_the_mount_and_the_rest_still_reads() {
+    let fuse =
+        Path::new("/dev/fuse").exists() && Command::new("fusermount3").arg("-V").output().is_ok();
+    if !fuse {
+        eprintln!("SKIPPING mount corruption test: no /dev/fuse or fusermount3");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let repo = t.path().join("repo");
+    init(&repo, "hourly=10");
+    let data = t.path().join("data");
+    fs::create_dir(&data).unwrap();
+    fs::write(data.join("a_damaged"), random_bytes(3, 2 << 20)).unwrap();
+    fs::write(data.join("b_fine"), "still fine\n").unwrap();
+    backup(&repo, "s", &data);
+    let pack = fs::read_dir(repo.join("packs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let pack = fs::read_dir(pack).unwrap().next().unwrap().unwrap().path();
+    let mut bytes = fs::read(&pack).unwrap();
+    bytes[5000] ^= 0x55;
+    fs::write(&pack, &bytes).unwrap();
+    let mnt = t.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    ok(&repo, &["mount", mnt.to_str().unwrap()]);
+    let base = mnt.join(format!("latest/s/{}", inside(&data)));
+    let fine = fs::read_to_string(base.join("b_fine"));
+    let damaged = fs::read(base.join("a_damaged"));
+    let listing = fs::read_dir(&base).map(|d| d.count());
+    let _ = Command::new("fusermount3").arg("-u").arg(&mnt).status();
+    assert_eq!(fine.unwrap(), "still fine\n");
+    assert_eq!(
+        damaged.unwrap_err().raw_os_error(),
+        Some(nix::libc::EIO),
+        "EIO, never wrong bytes"
+    );
+    assert_eq!(listing.unwrap(), 2);
+    // And a damaged config is one clear line, not a panic.
+    fs::write(repo.join("config"), b"{ not json").unwrap();
+    let out = run(&repo, &["snapshots"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("config") && err.contains("corrupt"), "{err}");
+}
