@@ -613,3 +613,30 @@ fn unchanged_files_are_not_read_again() {
         "--force reads everything"
     );
 }
+
+#[test]
+fn repair_index_rebuilds_it_from_the_packs() {
+    let t = tempfile::tempdir().unwrap();
+    let repo = t.path().join("repo");
+    init(&repo);
+    let data = t.path().join("data");
+    fs::create_dir(&data).unwrap();
+    fs::write(data.join("f"), random_bytes(11, 3 << 20)).unwrap();
+    let id = backup(&repo, "s", &data);
+    for e in fs::read_dir(repo.join("index")).unwrap() {
+        let p = e.unwrap().path();
+        let mut b = fs::read(&p).unwrap();
+        let n = b.len();
+        b[n / 2] ^= 0xff;
+        fs::write(&p, b).unwrap();
+    }
+    assert_eq!(run(&repo, &["check"]).status.code(), Some(1));
+    let out = ok(&repo, &["check", "--repair-index"]);
+    assert!(out.contains("rebuilt the index from 1 packs"), "{out}");
+    ok(&repo, &["check", "--read-data"]);
+    let out = yester(&repo)
+        .args(["cat", &format!("{id}:{}/f", inside(&data))])
+        .output()
+        .unwrap();
+    assert!(out.stdout == random_bytes(11, 3 << 20));
+}
