@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::{self, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+
+use rayon::prelude::*;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -39,6 +41,8 @@ pub struct RestoreReport {
 
 /// Zero runs of at least this many bytes become holes.
 const HOLE_BLOCK: usize = 4096;
+/// Files whose content is written in parallel at a time (and at the end of each directory).
+const BATCH_FILES: usize = 256;
 
 struct Restorer<'a> {
     reader: &'a BlobReader,
@@ -46,6 +50,8 @@ struct Restorer<'a> {
     is_root: bool,
     links: HashMap<HardlinkKey, PathBuf>,
     report: RestoreReport,
+    /// Files created whose content and metadata are still to be written.
+    pending: Vec<(PathBuf, Entry)>,
 }
 
 fn timespec(t: super::tree::Timestamp) -> TimeSpec {
@@ -96,8 +102,13 @@ impl Restorer<'_> {
                 self.report.dirs += 1;
             }
             NodeKind::File => {
-                self.write_file(e, dest)?;
+                self.create_file(e, dest)?;
                 self.report.files += 1;
+                // Content and metadata follow with the batch.
+                if let Some(key) = e.hardlink {
+                    self.links.insert(key, dest.to_path_buf());
+                }
+                return Ok(());
             }
             NodeKind::Symlink => {
                 std::os::unix::fs::symlink(OsStr::from_bytes(&e.target), dest)
@@ -131,79 +142,49 @@ impl Restorer<'_> {
         Ok(())
     }
 
-    fn write_file(&mut self, e: &Entry, dest: &Path) -> Result<()> {
-        let mut f = OpenOptions::new()
+    /// Create the file now (so hard links to it can be made at once); its content and
+    /// metadata are written with the next batch, in parallel.
+    fn create_file(&mut self, e: &Entry, dest: &Path) -> Result<()> {
+        OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(dest)
             .map_err(|err| Error::io(dest.display(), err))?;
-        let mut pos: u64 = 0;
-        for c in &e.chunks {
-            let data = match self.reader.read_chunk(c) {
-                Ok(d) => d,
-                Err(err) => {
-                    self.fail(dest, format_args!("cannot restore content: {err}"));
-                    break;
-                }
-            };
-            // Skip whole zero blocks so sparse files stay sparse.
-            for block in data.chunks(HOLE_BLOCK) {
-                if block.len() == HOLE_BLOCK && block.iter().all(|&b| b == 0) {
-                    pos += block.len() as u64;
-                    continue;
-                }
-                f.seek(SeekFrom::Start(pos))
-                    .and_then(|_| f.write_all(block))
-                    .map_err(|err| Error::io(dest.display(), err))?;
-                pos += block.len() as u64;
-            }
-            self.report.bytes += data.len() as u64;
+        self.pending.push((dest.to_path_buf(), e.clone()));
+        if self.pending.len() >= BATCH_FILES {
+            self.flush()?;
         }
-        f.set_len(e.size)
-            .map_err(|err| Error::io(dest.display(), err))?;
+        Ok(())
+    }
+
+    /// Write the content and metadata of the pending files, several at a time.
+    fn flush(&mut self) -> Result<()> {
+        let batch = std::mem::take(&mut self.pending);
+        let (reader, is_root) = (self.reader, self.is_root);
+        let results: Vec<Result<(u64, Vec<String>)>> = batch
+            .par_iter()
+            .map(|(dest, e)| {
+                let (bytes, mut errors) = write_content(reader, e, dest)?;
+                errors.extend(set_metadata(e, dest, is_root));
+                Ok((bytes, errors))
+            })
+            .collect();
+        for r in results {
+            let (bytes, errors) = r?;
+            self.report.bytes += bytes;
+            for m in errors {
+                tracing::warn!("{m}");
+                self.report.errors.push(m);
+            }
+        }
         Ok(())
     }
 
     fn set_metadata(&mut self, e: &Entry, dest: &Path) {
-        if self.is_root {
-            if let Err(err) = nix::unistd::fchownat(
-                AT_FDCWD,
-                dest,
-                Some(Uid::from_raw(e.uid)),
-                Some(Gid::from_raw(e.gid)),
-                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-            ) {
-                self.fail(dest, format_args!("cannot set owner: {err}"));
-            }
-        }
-        // Extended attributes after chown, which drops security.capability, and before chmod,
-        // which may take away the write permission a non-root user needs to set them.
-        for (k, v) in &e.xattrs {
-            if let Err(err) = xattr::set(dest, OsStr::from_bytes(k), v) {
-                self.fail(
-                    dest,
-                    format_args!(
-                        "cannot set extended attribute {}: {err}",
-                        String::from_utf8_lossy(k)
-                    ),
-                );
-            }
-        }
-        // After chown, which clears set-id bits; symlinks have no mode of their own.
-        if e.kind != NodeKind::Symlink {
-            use std::os::unix::fs::PermissionsExt;
-            if let Err(err) = fs::set_permissions(dest, fs::Permissions::from_mode(e.mode & 0o7777))
-            {
-                self.fail(dest, format_args!("cannot set mode: {err}"));
-            }
-        }
-        // atime is not recorded (reading files would change every tree); it is set to mtime.
-        let t = timespec(e.mtime);
-        if let Err(err) =
-            nix::sys::stat::utimensat(AT_FDCWD, dest, &t, &t, UtimensatFlags::NoFollowSymlink)
-        {
-            self.fail(dest, format_args!("cannot set times: {err}"));
+        for m in set_metadata(e, dest, self.is_root) {
+            tracing::warn!("{m}");
+            self.report.errors.push(m);
         }
     }
 
@@ -218,7 +199,8 @@ impl Restorer<'_> {
         for e in &tree.entries {
             self.restore_entry(e, &dest.join(OsStr::from_bytes(&e.name)))?;
         }
-        Ok(())
+        // The directory's own metadata comes after its files are complete.
+        self.flush()
     }
 }
 
@@ -231,11 +213,88 @@ pub fn restore(reader: &BlobReader, node: &Node, opts: &RestoreOptions) -> Resul
         is_root: nix::unistd::geteuid().is_root(),
         links: HashMap::new(),
         report: RestoreReport::default(),
+        pending: Vec::new(),
     };
     fs::create_dir_all(&opts.target).map_err(|e| Error::io(opts.target.display(), e))?;
     match node {
         Node::Root(id) => r.restore_tree(*id, &opts.target)?,
         Node::Entry(e) => r.restore_entry(e, &opts.target.join(OsStr::from_bytes(&e.name)))?,
     }
+    r.flush()?;
     Ok(r.report)
+}
+
+/// Write a file's content into the (already created) file, leaving holes for zero blocks;
+/// returns the bytes written and the problems (damaged chunks) met.
+fn write_content(reader: &BlobReader, e: &Entry, dest: &Path) -> Result<(u64, Vec<String>)> {
+    let f = OpenOptions::new()
+        .write(true)
+        .open(dest)
+        .map_err(|err| Error::io(dest.display(), err))?;
+    let mut errors = Vec::new();
+    let mut written = 0;
+    let mut pos: u64 = 0;
+    for c in &e.chunks {
+        let data = match reader.read_chunk(c) {
+            Ok(d) => d,
+            Err(err) => {
+                errors.push(format!("{}: cannot restore content: {err}", dest.display()));
+                break;
+            }
+        };
+        // Skip whole zero blocks so sparse files stay sparse.
+        for block in data.chunks(HOLE_BLOCK) {
+            if block.len() < HOLE_BLOCK || block.iter().any(|&b| b != 0) {
+                f.write_all_at(block, pos)
+                    .map_err(|err| Error::io(dest.display(), err))?;
+            }
+            pos += block.len() as u64;
+        }
+        written += data.len() as u64;
+    }
+    f.set_len(e.size)
+        .map_err(|err| Error::io(dest.display(), err))?;
+    Ok((written, errors))
+}
+
+/// Owner, extended attributes, mode and times of a restored entry; returns the problems.
+fn set_metadata(e: &Entry, dest: &Path, is_root: bool) -> Vec<String> {
+    let mut errors = Vec::new();
+    let mut fail = |msg: std::fmt::Arguments| errors.push(format!("{}: {msg}", dest.display()));
+    if is_root {
+        if let Err(err) = nix::unistd::fchownat(
+            AT_FDCWD,
+            dest,
+            Some(Uid::from_raw(e.uid)),
+            Some(Gid::from_raw(e.gid)),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        ) {
+            fail(format_args!("cannot set owner: {err}"));
+        }
+    }
+    // Extended attributes after chown, which drops security.capability, and before chmod,
+    // which may take away the write permission a non-root user needs to set them.
+    for (k, v) in &e.xattrs {
+        if let Err(err) = xattr::set(dest, OsStr::from_bytes(k), v) {
+            fail(format_args!(
+                "cannot set extended attribute {}: {err}",
+                String::from_utf8_lossy(k)
+            ));
+        }
+    }
+    // After chown, which clears set-id bits; symlinks have no mode of their own.
+    if e.kind != NodeKind::Symlink {
+        use std::os::unix::fs::PermissionsExt;
+        if let Err(err) = fs::set_permissions(dest, fs::Permissions::from_mode(e.mode & 0o7777)) {
+            fail(format_args!("cannot set mode: {err}"));
+        }
+    }
+    // atime is not recorded (reading files would change every tree); it is set to mtime.
+    let t = timespec(e.mtime);
+    if let Err(err) =
+        nix::sys::stat::utimensat(AT_FDCWD, dest, &t, &t, UtimensatFlags::NoFollowSymlink)
+    {
+        fail(format_args!("cannot set times: {err}"));
+    }
+    errors
 }
