@@ -6,10 +6,9 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::fs::{self, Metadata, OpenOptions};
+use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -17,12 +16,14 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use super::chunker::Chunker;
 use super::error::{Error, Result};
+use super::fsat::{self, Stat};
 use super::id::{BlobId, SnapshotId};
 use super::lock;
 use super::pack::BlobKind;
 use super::repo::{BlobReader, BlobWriter, Repository};
 use super::snapshot::{load_all, LinkTable, Snapshot, SnapshotStats, SNAPSHOT_VERSION};
-use super::tree::{ChunkRef, Entry, HardlinkKey, NodeKind, Timestamp, Tree};
+use super::tree::{ChunkRef, Entry, HardlinkKey, NodeKind, Tree};
+use std::os::fd::OwnedFd;
 
 /// What to back up and how.
 #[derive(Clone, Debug, Default)]
@@ -140,51 +141,25 @@ struct Walker<'a, P: Progress> {
     links: LinkTable,
 }
 
-fn ts(secs: i64, nanos: i64) -> Timestamp {
-    Timestamp {
-        secs,
-        nanos: u32::try_from(nanos).unwrap_or(0).min(999_999_999),
-    }
-}
-
-fn kind_of(m: &Metadata) -> NodeKind {
-    let ft = m.file_type();
-    if ft.is_dir() {
-        NodeKind::Dir
-    } else if ft.is_symlink() {
-        NodeKind::Symlink
-    } else if ft.is_fifo() {
-        NodeKind::Fifo
-    } else if ft.is_socket() {
-        NodeKind::Socket
-    } else if ft.is_char_device() {
-        NodeKind::CharDevice
-    } else if ft.is_block_device() {
-        NodeKind::BlockDevice
-    } else {
-        NodeKind::File
-    }
-}
-
 /// Metadata common to every kind of entry.
-fn entry_from_meta(name: &[u8], m: &Metadata) -> Entry {
-    let mut e = Entry::new(name.to_vec(), kind_of(m));
-    e.mode = m.mode() & 0o7777;
-    e.uid = m.uid();
-    e.gid = m.gid();
-    e.mtime = ts(m.mtime(), m.mtime_nsec());
-    e.ctime = ts(m.ctime(), m.ctime_nsec());
+fn entry_from_stat(name: &[u8], st: &Stat) -> Entry {
+    let mut e = Entry::new(name.to_vec(), st.kind());
+    e.mode = st.mode & 0o7777;
+    e.uid = st.uid;
+    e.gid = st.gid;
+    e.mtime = st.mtime;
+    e.ctime = st.ctime;
     if e.kind != NodeKind::Dir {
-        e.nlink = m.nlink();
-        if m.nlink() > 1 {
+        e.nlink = st.nlink;
+        if st.nlink > 1 {
             e.hardlink = Some(HardlinkKey {
-                dev: m.dev(),
-                ino: m.ino(),
+                dev: st.dev,
+                ino: st.ino,
             });
         }
     }
     if matches!(e.kind, NodeKind::CharDevice | NodeKind::BlockDevice) {
-        e.rdev = m.rdev();
+        e.rdev = st.rdev;
     }
     e
 }
@@ -204,42 +179,30 @@ impl<P: Progress> Walker<'_, P> {
         self.warnings.push(m);
     }
 
-    fn xattrs(&mut self, path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let names = match xattr::list(path) {
-            Ok(n) => n,
-            Err(e) if e.raw_os_error() == Some(nix::libc::EOPNOTSUPP) => return Vec::new(),
-            Err(e) => {
-                self.warn(path, format_args!("cannot list extended attributes: {e}"));
-                return Vec::new();
+    fn xattrs(&mut self, dir: &OwnedFd, name: &[u8], path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+        match fsat::xattrs_at(dir, name) {
+            Ok(x) => x,
+            // No xattrs on this file system, or the entry is gone (reported where it matters).
+            Err(e) if e.raw_os_error() == Some(nix::libc::EOPNOTSUPP) || is_vanished(&e) => {
+                Vec::new()
             }
-        };
-        let mut out = Vec::new();
-        for n in names {
-            match xattr::get(path, &n) {
-                Ok(Some(v)) => out.push((n.as_bytes().to_vec(), v)),
-                Ok(None) => {}
-                Err(e) => self.warn(
-                    path,
-                    format_args!("cannot read extended attribute {n:?}: {e}"),
-                ),
+            Err(e) => {
+                self.warn(path, format_args!("cannot read extended attributes: {e}"));
+                Vec::new()
             }
         }
-        out.sort();
-        out
     }
 
     /// Save a file's content; returns the chunk list and bytes read, or `None` when the file
     /// could not be read (a warning). Errors are the repository's and end the backup.
-    fn save_file(&mut self, path: &Path, meta: &Metadata) -> Result<Option<(Vec<ChunkRef>, u64)>> {
-        // O_NONBLOCK: if the file was swapped for a FIFO after lstat, open must not hang.
-        // O_NOATIME: a backup should not change what it backs up (allowed for owner and root).
-        let open = |flags| {
-            OpenOptions::new()
-                .read(true)
-                .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOFOLLOW | flags)
-                .open(path)
-        };
-        let file = match open(nix::libc::O_NOATIME).or_else(|_| open(0)) {
+    fn save_file(
+        &mut self,
+        dir: &OwnedFd,
+        name: &[u8],
+        path: &Path,
+        st: &Stat,
+    ) -> Result<Option<(Vec<ChunkRef>, u64)>> {
+        let file = match fsat::open_file_at(dir, name) {
             Ok(f) => f,
             Err(e) if is_vanished(&e) => {
                 self.warn(path, "vanished before it could be read");
@@ -250,8 +213,8 @@ impl<P: Progress> Walker<'_, P> {
                 return Ok(None);
             }
         };
-        let before = match file.metadata() {
-            Ok(m) if m.is_file() && m.ino() == meta.ino() => m,
+        let before = match fsat::stat_fd(&file) {
+            Ok(b) if b.kind() == NodeKind::File && b.same_inode(st) => b,
             Ok(_) => {
                 self.warn(path, "was replaced while being backed up; skipped");
                 return Ok(None);
@@ -282,14 +245,14 @@ impl<P: Progress> Walker<'_, P> {
             }
         }
         self.stats.bytes_read += read;
-        if let Ok(after) = file.metadata() {
-            if after.len() != before.len()
-                || after.mtime() != before.mtime()
-                || after.mtime_nsec() != before.mtime_nsec()
-                || after.ctime() != before.ctime()
-                || after.ctime_nsec() != before.ctime_nsec()
-                || read != before.len()
-            {
+        if let Ok(after) = fsat::stat_fd(&file) {
+            // ctime also moves when the file is linked or unlinked, which leaves the content
+            // as read intact: only count it when the link count stayed the same.
+            let changed = after.size != before.size
+                || after.mtime != before.mtime
+                || (after.nlink == before.nlink && after.ctime != before.ctime)
+                || read != before.size;
+            if changed {
                 self.warn(
                     path,
                     "changed while being read; the saved copy may be inconsistent",
@@ -299,7 +262,6 @@ impl<P: Progress> Walker<'_, P> {
         Ok(Some((chunks, read)))
     }
 
-    /// Build the entry for `path` (already lstat-ed); `None` if it had to be skipped.
     /// The previous snapshot's tree of a directory, if it had one and it is readable.
     fn prev_tree(&mut self, id: Option<BlobId>) -> Option<Tree> {
         let id = id?;
@@ -317,32 +279,35 @@ impl<P: Progress> Walker<'_, P> {
 
     /// The previous snapshot's chunks of a file whose size, mtime and ctime are unchanged
     /// (ctime changes with any write, rename onto it or metadata change), if all still exist.
-    fn unchanged_chunks(&self, prev: Option<&Entry>, meta: &Metadata) -> Option<Vec<ChunkRef>> {
+    fn unchanged_chunks(&self, prev: Option<&Entry>, st: &Stat) -> Option<Vec<ChunkRef>> {
         let p = prev?;
         let same = p.kind == NodeKind::File
-            && p.size == meta.len()
-            && p.mtime == ts(meta.mtime(), meta.mtime_nsec())
-            && p.ctime == ts(meta.ctime(), meta.ctime_nsec());
+            && p.size == st.size
+            && p.mtime == st.mtime
+            && p.ctime == st.ctime;
         (same && p.chunks.iter().all(|c| self.writer.has(&c.id))).then(|| p.chunks.clone())
     }
 
+    /// Build the entry for `name` in `dir` (already lstat-ed as `st`); `None` if it had to be
+    /// skipped. `path` is for messages and excludes only; nothing is looked up by it.
     fn save_entry(
         &mut self,
-        path: &Path,
+        dir: &OwnedFd,
         name: &[u8],
-        meta: &Metadata,
+        path: &Path,
+        st: &Stat,
         dev: u64,
         prev: Option<&Entry>,
     ) -> Result<Option<Entry>> {
-        let mut e = entry_from_meta(name, meta);
+        let mut e = entry_from_stat(name, st);
         match e.kind {
             NodeKind::File => {
-                if let Some(chunks) = self.unchanged_chunks(prev, meta) {
+                if let Some(chunks) = self.unchanged_chunks(prev, st) {
                     e.chunks = chunks;
-                    e.size = meta.len();
+                    e.size = st.size;
                     self.stats.files_unchanged += 1;
                 } else {
-                    let Some((chunks, read)) = self.save_file(path, meta)? else {
+                    let Some((chunks, read)) = self.save_file(dir, name, path, st)? else {
                         return Ok(None);
                     };
                     e.chunks = chunks;
@@ -353,14 +318,39 @@ impl<P: Progress> Walker<'_, P> {
                 self.progress.file_done(path, e.size);
             }
             NodeKind::Dir => {
-                let id = if self.one_fs && meta.dev() != dev {
+                let id = if self.one_fs && st.dev != dev {
                     // A mount point: keep the directory itself, not the other filesystem.
                     self.writer.add(BlobKind::Tree, &Tree::default().encode())?
                 } else {
+                    let sub = match fsat::open_dir_at(dir, name) {
+                        Ok(fd) => fd,
+                        Err(err) if is_vanished(&err) => {
+                            self.warn(path, "vanished before it could be read");
+                            return Ok(None);
+                        }
+                        Err(err) if err.raw_os_error() == Some(nix::libc::ELOOP) => {
+                            self.warn(
+                                path,
+                                "was replaced by a symlink while being backed up; skipped",
+                            );
+                            return Ok(None);
+                        }
+                        Err(err) => {
+                            self.warn(path, format_args!("cannot list directory: {err}"));
+                            return Ok(None);
+                        }
+                    };
+                    match fsat::stat_fd(&sub) {
+                        Ok(now) if now.same_inode(st) => {}
+                        _ => {
+                            self.warn(path, "was replaced while being backed up; skipped");
+                            return Ok(None);
+                        }
+                    }
                     let prev_dir = prev
                         .filter(|p| p.kind == NodeKind::Dir)
                         .and_then(|p| p.subtree);
-                    match self.save_dir(path, dev, prev_dir)? {
+                    match self.save_dir(&sub, path, dev, prev_dir)? {
                         Some(t) => t,
                         None => return Ok(None),
                     }
@@ -368,11 +358,15 @@ impl<P: Progress> Walker<'_, P> {
                 e.subtree = Some(id);
                 self.stats.dirs += 1;
             }
-            NodeKind::Symlink => match fs::read_link(path) {
+            NodeKind::Symlink => match fsat::readlink_at(dir, name) {
                 Ok(t) => {
-                    e.target = t.as_os_str().as_bytes().to_vec();
+                    e.target = t;
                     e.size = e.target.len() as u64;
                     self.stats.others += 1;
+                }
+                Err(err) if is_vanished(&err) => {
+                    self.warn(path, "vanished before it could be read");
+                    return Ok(None);
                 }
                 Err(err) => {
                     self.warn(path, format_args!("cannot read symlink: {err}"));
@@ -381,17 +375,23 @@ impl<P: Progress> Walker<'_, P> {
             },
             _ => self.stats.others += 1,
         }
-        e.xattrs = self.xattrs(path);
+        e.xattrs = self.xattrs(dir, name, path);
         if let Some(key) = e.hardlink {
             *self.links.counts.entry(key).or_default() += 1;
         }
         Ok(Some(e))
     }
 
-    /// Save a whole directory; `None` if it could not be listed.
-    fn save_dir(&mut self, path: &Path, dev: u64, prev: Option<BlobId>) -> Result<Option<BlobId>> {
-        let rd = match fs::read_dir(path) {
-            Ok(rd) => rd,
+    /// Save the whole directory open as `dir`; `None` if it could not be listed.
+    fn save_dir(
+        &mut self,
+        dir: &OwnedFd,
+        path: &Path,
+        dev: u64,
+        prev: Option<BlobId>,
+    ) -> Result<Option<BlobId>> {
+        let mut names = match fsat::list_dir(dir) {
+            Ok(n) => n,
             Err(e) if is_vanished(&e) => {
                 self.warn(path, "vanished before it could be read");
                 return Ok(None);
@@ -401,15 +401,6 @@ impl<P: Progress> Walker<'_, P> {
                 return Ok(None);
             }
         };
-        let mut names: Vec<Vec<u8>> = Vec::new();
-        for ent in rd {
-            match ent {
-                Ok(ent) => names.push(ent.file_name().as_bytes().to_vec()),
-                Err(e) => {
-                    self.warn(path, format_args!("error while listing: {e}"));
-                }
-            }
-        }
         names.sort();
         let prev = self.prev_tree(prev);
         let mut tree = Tree::default();
@@ -418,7 +409,7 @@ impl<P: Progress> Walker<'_, P> {
             if self.excludes.excluded(&child) {
                 continue;
             }
-            let meta = match fs::symlink_metadata(&child) {
+            let st = match fsat::stat_at(dir, &name) {
                 Ok(m) => m,
                 Err(e) if is_vanished(&e) => {
                     self.warn(&child, "vanished before it could be read");
@@ -430,7 +421,7 @@ impl<P: Progress> Walker<'_, P> {
                 }
             };
             let prev_entry = prev.as_ref().and_then(|t| t.get(&name));
-            if let Some(e) = self.save_entry(&child, &name, &meta, dev, prev_entry)? {
+            if let Some(e) = self.save_entry(dir, &name, &child, &st, dev, prev_entry)? {
                 tree.entries.push(e);
             }
         }
@@ -438,24 +429,31 @@ impl<P: Progress> Walker<'_, P> {
     }
 
     /// Save a directory above (or at) the backed-up paths.
-    fn save_spine(&mut self, path: &Path, node: &PathNode, prev: Option<BlobId>) -> Result<Tree> {
+    fn save_spine(
+        &mut self,
+        dir: &OwnedFd,
+        path: &Path,
+        node: &PathNode,
+        prev: Option<BlobId>,
+    ) -> Result<Tree> {
         let prev = self.prev_tree(prev);
         let mut tree = Tree::default();
         for (name, child) in &node.children {
             let child_path = path.join(OsStr::from_bytes(name));
-            let meta = fs::symlink_metadata(&child_path)
-                .map_err(|e| Error::io(child_path.display(), e))?;
+            let st = fsat::stat_at(dir, name).map_err(|e| Error::io(child_path.display(), e))?;
             let prev_entry = prev.as_ref().and_then(|t| t.get(name));
             let entry = if child.target {
-                self.save_entry(&child_path, name, &meta, meta.dev(), prev_entry)?
-            } else if meta.is_dir() {
+                self.save_entry(dir, name, &child_path, &st, st.dev, prev_entry)?
+            } else if st.kind() == NodeKind::Dir {
+                let sub_fd =
+                    fsat::open_dir_at(dir, name).map_err(|e| Error::io(child_path.display(), e))?;
                 let prev_dir = prev_entry
                     .filter(|p| p.kind == NodeKind::Dir)
                     .and_then(|p| p.subtree);
-                let sub = self.save_spine(&child_path, child, prev_dir)?;
-                let mut e = entry_from_meta(name, &meta);
+                let sub = self.save_spine(&sub_fd, &child_path, child, prev_dir)?;
+                let mut e = entry_from_stat(name, &st);
                 e.subtree = Some(self.writer.add(BlobKind::Tree, &sub.encode())?);
-                e.xattrs = self.xattrs(&child_path);
+                e.xattrs = self.xattrs(dir, name, &child_path);
                 self.stats.dirs += 1;
                 Some(e)
             } else {
@@ -541,15 +539,16 @@ pub fn backup<P: Progress>(
         progress,
         links: LinkTable::default(),
     };
+    let root_fd = fsat::open_root().map_err(|e| Error::io("/", e))?;
     let root_tree = if root.target {
         // Backing up `/` itself.
-        let meta = fs::symlink_metadata("/").map_err(|e| Error::io("/", e))?;
-        match w.save_dir(Path::new("/"), meta.dev(), parent)? {
+        let st = fsat::stat_fd(&root_fd).map_err(|e| Error::io("/", e))?;
+        match w.save_dir(&root_fd, Path::new("/"), st.dev, parent)? {
             Some(id) => id,
             None => return Err(Error::Invalid("cannot read /".into())),
         }
     } else {
-        let t = w.save_spine(Path::new("/"), &root, parent)?;
+        let t = w.save_spine(&root_fd, Path::new("/"), &root, parent)?;
         w.writer.add(BlobKind::Tree, &t.encode())?
     };
     let links = if w.links.counts.is_empty() {

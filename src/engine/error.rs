@@ -12,12 +12,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An I/O error on a named file or object.
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    // The cause is part of the message (not a `source`), so printing the error chain does not
+    // repeat it.
+    #[error("{path}: {err}")]
+    Io { path: String, err: std::io::Error },
     /// The storage ran out of space; nothing partial was made visible.
     #[error("{path}: no space left on device (nothing was committed; free space and run again)")]
     NoSpace { path: String },
@@ -67,7 +65,7 @@ impl Error {
         }
         Error::Io {
             path: path.to_string(),
-            source,
+            err: source,
         }
     }
 

@@ -101,9 +101,7 @@ pub fn list_locks(backend: &dyn Backend) -> Result<Vec<(String, Result<LockRecor
             Ok(bytes) => serde_json::from_slice::<LockRecord>(&bytes)
                 .map_err(|e| Error::corrupt(backend.describe(Kind::Lock, &name), e)),
             // Removed between list and get: its holder finished.
-            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                continue
-            }
+            Err(Error::Io { err, .. }) if err.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => Err(e),
         };
         out.push((name, rec));

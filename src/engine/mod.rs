@@ -11,6 +11,7 @@ pub mod config;
 pub mod diff;
 pub mod error;
 pub mod failpoint;
+pub mod fsat;
 pub mod id;
 pub mod index;
 pub mod lock;
