@@ -443,7 +443,14 @@ impl<P: Progress> Walker<'_, P> {
             let st = fsat::stat_at(dir, name).map_err(|e| Error::io(child_path.display(), e))?;
             let prev_entry = prev.as_ref().and_then(|t| t.get(name));
             let entry = if child.target {
-                self.save_entry(dir, name, &child_path, &st, st.dev, prev_entry)?
+                // A backed-up path that cannot be read at all fails the backup: an empty
+                // "partial" snapshot would push good ones out of the points.
+                let e = self.save_entry(dir, name, &child_path, &st, st.dev, prev_entry)?;
+                if e.is_none() {
+                    let why = self.warnings.last().cloned().unwrap_or_default();
+                    return Err(Error::Invalid(format!("{why}; no snapshot was made")));
+                }
+                e
             } else if st.kind() == NodeKind::Dir {
                 let sub_fd =
                     fsat::open_dir_at(dir, name).map_err(|e| Error::io(child_path.display(), e))?;
