@@ -105,26 +105,61 @@ impl ChunkCache {
     }
 }
 
-/// Decoded trees, the most recently used `capacity` of them.
+/// Roughly how much memory a decoded tree takes.
+fn tree_bytes(t: &Tree) -> usize {
+    t.entries
+        .iter()
+        .map(|e| {
+            std::mem::size_of_val(e)
+                + e.name.len()
+                + e.target.len()
+                + e.chunks.len() * std::mem::size_of::<crate::engine::tree::ChunkRef>()
+                + e.xattrs.iter().map(|(k, v)| k.len() + v.len() + 48).sum::<usize>()
+        })
+        .sum::<usize>()
+        + std::mem::size_of::<Tree>()
+}
+
+struct Trees {
+    map: LruCache<BlobId, (Arc<Tree>, usize)>,
+    bytes: usize,
+}
+
+/// Decoded trees, evicted least-recently-used first once over `capacity` bytes (estimated).
 pub struct TreeCache {
-    inner: Mutex<LruCache<BlobId, Arc<Tree>>>,
+    inner: Mutex<Trees>,
+    capacity: usize,
 }
 
 impl TreeCache {
     pub fn new(capacity: usize) -> Self {
-        let cap =
-            std::num::NonZeroUsize::new(capacity.max(1)).unwrap_or(std::num::NonZeroUsize::MIN);
         TreeCache {
-            inner: Mutex::new(LruCache::new(cap)),
+            inner: Mutex::new(Trees {
+                map: LruCache::unbounded(),
+                bytes: 0,
+            }),
+            capacity,
         }
     }
 
     pub fn get(&self, id: &BlobId) -> Option<Arc<Tree>> {
-        lock(&self.inner).get(id).cloned()
+        lock(&self.inner).map.get(id).map(|(t, _)| t.clone())
     }
 
     pub fn insert(&self, id: BlobId, tree: Arc<Tree>) {
-        lock(&self.inner).put(id, tree);
+        let size = tree_bytes(&tree);
+        let mut c = lock(&self.inner);
+        c.bytes += size;
+        if let Some((_, old)) = c.map.put(id, (tree, size)) {
+            c.bytes -= old;
+        }
+        // Keep at least the newest tree, however big: a huge directory must still list.
+        while c.bytes > self.capacity && c.map.len() > 1 {
+            match c.map.pop_lru() {
+                Some((_, (_, old))) => c.bytes -= old,
+                None => break,
+            }
+        }
     }
 }
 

@@ -41,8 +41,8 @@ use state::{Shared, State};
 pub struct VfsOptions {
     /// Bytes of decompressed chunks to keep.
     pub cache_bytes: usize,
-    /// Decoded directory trees to keep.
-    pub tree_cache: usize,
+    /// Bytes of decoded directory trees to keep (estimated).
+    pub tree_cache_bytes: usize,
     /// Path of the node to use as the root (e.g. `daily.0/web1`); empty for the whole view.
     pub root: Vec<u8>,
     /// How often to look for new backups, rotations and prunes.
@@ -55,7 +55,7 @@ impl Default for VfsOptions {
     fn default() -> Self {
         VfsOptions {
             cache_bytes: 256 << 20,
-            tree_cache: 4096,
+            tree_cache_bytes: 64 << 20,
             root: Vec::new(),
             refresh: Duration::from_secs(1),
             prefetch: 2,
@@ -199,7 +199,7 @@ impl Vfs {
     pub fn new(repo: Repository, opts: VfsOptions) -> VfsResult<Self> {
         let mut vfs = Vfs {
             shared: Shared::new(repo, opts.refresh)?,
-            trees: TreeCache::new(opts.tree_cache),
+            trees: TreeCache::new(opts.tree_cache_bytes),
             chunks: Arc::new(ChunkCache::new(opts.cache_bytes)),
             links: Mutex::new(LruCache::new(
                 std::num::NonZeroUsize::new(64).unwrap_or(std::num::NonZeroUsize::MIN),
