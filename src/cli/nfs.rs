@@ -9,6 +9,7 @@ use yester::vfs::{Vfs, VfsOptions};
 use super::{Ctx, NfsServeArgs};
 
 pub fn serve_nfs(ctx: &Ctx, a: NfsServeArgs) -> Result<u8> {
+    super::mount::limit_malloc_arenas();
     let repo = ctx.open()?;
     let nfs_conf = ctx.config.as_ref().map(|c| &c.config.nfs);
     let exports_path = a

@@ -139,6 +139,8 @@ struct Walker<'a, P: Progress> {
     progress: &'a mut P,
     /// Names seen per hard-linked file.
     links: LinkTable,
+    /// The chunker's buffer, shared by all files.
+    chunk_buf: Vec<u8>,
 }
 
 /// Metadata common to every kind of entry.
@@ -224,7 +226,7 @@ impl<P: Progress> Walker<'_, P> {
                 return Ok(None);
             }
         };
-        let mut chunker = Chunker::new(&file, self.repo.config.chunk_sizes);
+        let mut chunker = Chunker::new(&file, self.repo.config.chunk_sizes, &mut self.chunk_buf);
         let mut chunks = Vec::new();
         let mut read: u64 = 0;
         loop {
@@ -545,6 +547,7 @@ pub fn backup<P: Progress>(
         warnings: Vec::new(),
         progress,
         links: LinkTable::default(),
+        chunk_buf: super::chunker::chunk_buffer(repo.config.chunk_sizes),
     };
     let root_fd = fsat::open_root().map_err(|e| Error::io("/", e))?;
     let root_tree = if root.target {

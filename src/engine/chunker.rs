@@ -10,22 +10,31 @@ use fastcdc::v2020::FastCDC;
 use super::config::ChunkerParams;
 
 /// Splits a byte stream into chunks; call [`Chunker::next_chunk`] until it returns `None`.
-pub struct Chunker<R> {
+pub struct Chunker<'b, R> {
     reader: R,
     params: ChunkerParams,
-    buf: Vec<u8>,
+    buf: &'b mut Vec<u8>,
     start: usize,
     end: usize,
     eof: bool,
 }
 
-impl<R: Read> Chunker<R> {
-    pub fn new(reader: R, params: ChunkerParams) -> Self {
-        let cap = (params.max_size as usize * 4).max(1 << 20);
+/// A buffer for [`Chunker`]: a few maximum chunks. Allocate it once and reuse it for every
+/// file (zeroing megabytes per small file would dominate a backup).
+pub fn chunk_buffer(params: ChunkerParams) -> Vec<u8> {
+    vec![0; (params.max_size as usize * 4).max(1 << 20)]
+}
+
+impl<'b, R: Read> Chunker<'b, R> {
+    pub fn new(reader: R, params: ChunkerParams, buf: &'b mut Vec<u8>) -> Self {
+        let want = (params.max_size as usize * 4).max(1 << 20);
+        if buf.len() < want {
+            buf.resize(want, 0);
+        }
         Chunker {
             reader,
             params,
-            buf: vec![0; cap],
+            buf,
             start: 0,
             end: 0,
             eof: false,
@@ -71,11 +80,6 @@ impl<R: Read> Chunker<R> {
         self.start += len;
         Ok(Some(&self.buf[s..s + len]))
     }
-
-    /// Give back the reader (e.g. to inspect the file after reading).
-    pub fn into_inner(self) -> R {
-        self.reader
-    }
 }
 
 #[cfg(test)]
@@ -83,7 +87,8 @@ mod tests {
     use super::*;
 
     fn chunks_of(data: &[u8], p: ChunkerParams) -> Vec<Vec<u8>> {
-        let mut c = Chunker::new(data, p);
+        let mut buf = chunk_buffer(p);
+        let mut c = Chunker::new(data, p, &mut buf);
         let mut out = Vec::new();
         while let Some(ch) = c.next_chunk().unwrap() {
             out.push(ch.to_vec());

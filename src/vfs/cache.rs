@@ -114,7 +114,10 @@ fn tree_bytes(t: &Tree) -> usize {
                 + e.name.len()
                 + e.target.len()
                 + e.chunks.len() * std::mem::size_of::<crate::engine::tree::ChunkRef>()
-                + e.xattrs.iter().map(|(k, v)| k.len() + v.len() + 48).sum::<usize>()
+                + e.xattrs
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len() + 48)
+                    .sum::<usize>()
         })
         .sum::<usize>()
         + std::mem::size_of::<Tree>()
