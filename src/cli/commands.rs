@@ -266,7 +266,17 @@ pub fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
         target: a.target.clone(),
         overwrite: a.overwrite,
     };
-    let r = restore_mod::restore(&reader, &node, &opts)?;
+    let total = if ctx.quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        0
+    } else {
+        restore_mod::total_bytes(&reader, &node)?
+    };
+    let r = restore_mod::restore(
+        &reader,
+        &node,
+        &opts,
+        &super::progress::RestoreBar::new(ctx.quiet, total),
+    )?;
     for e in &r.errors {
         eprintln!("yester: {e}");
     }

@@ -343,9 +343,9 @@ pub struct NfsServeArgs {
     /// [default: /var/lib/yester/nfs-handle.key]
     #[arg(long)]
     handle_key: Option<PathBuf>,
-    /// Memory for decompressed chunks, e.g. 256MiB
-    #[arg(long, default_value = "256MiB", value_parser = parse_size_usize)]
-    cache_size: usize,
+    /// Memory for decompressed chunks, e.g. 512MiB [default: cache_size in the config, else 256MiB]
+    #[arg(long, value_parser = parse_size_usize)]
+    cache_size: Option<usize>,
 }
 
 #[derive(Args)]
@@ -364,9 +364,9 @@ pub struct MountArgs {
     /// (internal) started by a background mount: drop stderr once mounted
     #[arg(long, hide = true)]
     detached: bool,
-    /// Memory for decompressed chunks, e.g. 256MiB
-    #[arg(long, default_value = "256MiB", value_parser = parse_size_usize)]
-    cache_size: usize,
+    /// Memory for decompressed chunks, e.g. 512MiB [default: cache_size in the config, else 256MiB]
+    #[arg(long, value_parser = parse_size_usize)]
+    cache_size: Option<usize>,
 }
 
 fn parse_size_usize(s: &str) -> Result<usize, String> {
@@ -443,6 +443,23 @@ impl Ctx {
         self.repo.as_ref().context(
             "no repository given: use -r/--repo, set YESTER_REPO, or set `repository` in /etc/yester/yester.toml",
         )
+    }
+
+    /// The chunk cache size: the flag, else the config file's `cache_size`, else 256 MiB.
+    fn cache_size(&self, flag: Option<usize>) -> Result<usize> {
+        if let Some(f) = flag {
+            return Ok(f);
+        }
+        match self
+            .config
+            .as_ref()
+            .and_then(|c| c.config.cache_size.clone())
+        {
+            Some(c) => {
+                parse_size_usize(&c).map_err(|e| anyhow::anyhow!("cache_size in the config: {e}"))
+            }
+            None => Ok(256 << 20),
+        }
     }
 
     fn open(&self) -> Result<Repository> {

@@ -100,7 +100,7 @@ pub fn mount(ctx: &Ctx, a: MountArgs) -> Result<u8> {
     let repo = ctx.open()?;
     let repo_path = ctx.repo_path()?.clone();
     let opts = VfsOptions {
-        cache_bytes: a.cache_size,
+        cache_bytes: ctx.cache_size(a.cache_size)?,
         root: a.path.clone().unwrap_or_default().into_bytes(),
         ..VfsOptions::default()
     };

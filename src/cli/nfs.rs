@@ -39,7 +39,7 @@ pub fn serve_nfs(ctx: &Ctx, a: NfsServeArgs) -> Result<u8> {
     let vfs = Vfs::new(
         repo,
         VfsOptions {
-            cache_bytes: a.cache_size,
+            cache_bytes: ctx.cache_size(a.cache_size)?,
             ..VfsOptions::default()
         },
     )?;

@@ -206,6 +206,14 @@ pub fn prune(ctx: &Ctx, a: PruneArgs) -> Result<u8> {
     if !(0.0..=100.0).contains(&a.max_unused) {
         bail!("--max-unused is a percentage between 0 and 100");
     }
+    let spin = super::progress::spinner(
+        ctx.quiet,
+        if a.dry_run {
+            "looking for unused data"
+        } else {
+            "pruning"
+        },
+    );
     let r = prune_repo(
         &repo,
         &PruneOptions {
@@ -214,6 +222,9 @@ pub fn prune(ctx: &Ctx, a: PruneArgs) -> Result<u8> {
             lock_wait: ctx.lock_wait,
         },
     )?;
+    if let Some(s) = spin {
+        s.finish_and_clear();
+    }
     for w in &r.warnings {
         eprintln!("yester: {w}");
     }

@@ -91,3 +91,51 @@ impl Drop for CheckBar {
         }
     }
 }
+
+/// A byte bar with rate and ETA for restores.
+pub struct RestoreBar {
+    bar: Option<ProgressBar>,
+}
+
+impl RestoreBar {
+    pub fn new(quiet: bool, total: u64) -> Self {
+        let bar = bar_if_terminal(quiet).map(|_| ProgressBar::new(total));
+        if let Some(b) = &bar {
+            b.set_style(
+                ProgressStyle::with_template(
+                    "restoring [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+        }
+        RestoreBar { bar }
+    }
+}
+
+impl yester::engine::restore::RestoreProgress for RestoreBar {
+    fn bytes_done(&self, bytes: u64) {
+        if let Some(b) = &self.bar {
+            b.inc(bytes);
+        }
+    }
+}
+
+impl Drop for RestoreBar {
+    fn drop(&mut self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// A spinner with elapsed time for work without a known size (prune).
+pub fn spinner(quiet: bool, what: &str) -> Option<ProgressBar> {
+    let b = bar_if_terminal(quiet)?;
+    b.set_style(
+        ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    b.set_message(what.to_string());
+    b.enable_steady_tick(Duration::from_millis(200));
+    Some(b)
+}

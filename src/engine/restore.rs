@@ -28,6 +28,37 @@ pub struct RestoreOptions {
     pub overwrite: bool,
 }
 
+/// Receives progress while a restore runs (from several threads).
+pub trait RestoreProgress: Sync {
+    /// `bytes` more of file content were written.
+    fn bytes_done(&self, _bytes: u64) {}
+}
+
+/// A progress sink that ignores everything.
+pub struct NoRestoreProgress;
+impl RestoreProgress for NoRestoreProgress {}
+
+/// The bytes of file content below a node, for progress totals (reads only trees).
+pub fn total_bytes(reader: &BlobReader, node: &Node) -> Result<u64> {
+    fn tree(reader: &BlobReader, id: &BlobId) -> Result<u64> {
+        let t = reader.read_tree(id)?;
+        let mut sum = 0;
+        for e in &t.entries {
+            sum += match e.kind {
+                NodeKind::Dir => tree(reader, &e.subtree.unwrap_or_default())?,
+                NodeKind::File => e.size,
+                _ => 0,
+            };
+        }
+        Ok(sum)
+    }
+    match node {
+        Node::Root(id) => tree(reader, id),
+        Node::Entry(e) if e.kind == NodeKind::Dir => tree(reader, &e.subtree.unwrap_or_default()),
+        Node::Entry(e) => Ok(e.size),
+    }
+}
+
 /// What a restore did.
 #[derive(Clone, Debug, Default)]
 pub struct RestoreReport {
@@ -52,6 +83,7 @@ struct Restorer<'a> {
     report: RestoreReport,
     /// Files created whose content and metadata are still to be written.
     pending: Vec<(PathBuf, Entry)>,
+    progress: &'a dyn RestoreProgress,
 }
 
 fn timespec(t: super::tree::Timestamp) -> TimeSpec {
@@ -161,11 +193,12 @@ impl Restorer<'_> {
     /// Write the content and metadata of the pending files, several at a time.
     fn flush(&mut self) -> Result<()> {
         let batch = std::mem::take(&mut self.pending);
-        let (reader, is_root) = (self.reader, self.is_root);
+        let (reader, is_root, progress) = (self.reader, self.is_root, self.progress);
         let results: Vec<Result<(u64, Vec<String>)>> = batch
             .par_iter()
             .map(|(dest, e)| {
                 let (bytes, mut errors) = write_content(reader, e, dest)?;
+                progress.bytes_done(bytes);
                 errors.extend(set_metadata(e, dest, is_root));
                 Ok((bytes, errors))
             })
@@ -206,7 +239,12 @@ impl Restorer<'_> {
 
 /// Restore `node`: the root's contents go into the target directory, an entry goes to
 /// `target/<its name>`.
-pub fn restore(reader: &BlobReader, node: &Node, opts: &RestoreOptions) -> Result<RestoreReport> {
+pub fn restore(
+    reader: &BlobReader,
+    node: &Node,
+    opts: &RestoreOptions,
+    progress: &dyn RestoreProgress,
+) -> Result<RestoreReport> {
     let mut r = Restorer {
         reader,
         overwrite: opts.overwrite,
@@ -214,6 +252,7 @@ pub fn restore(reader: &BlobReader, node: &Node, opts: &RestoreOptions) -> Resul
         links: HashMap::new(),
         report: RestoreReport::default(),
         pending: Vec::new(),
+        progress,
     };
     fs::create_dir_all(&opts.target).map_err(|e| Error::io(opts.target.display(), e))?;
     match node {
