@@ -284,6 +284,19 @@ impl Vfs {
             .ok_or(VfsError::Stale)
     }
 
+    /// The tree entry behind an `Entry` node; `None` for the other kinds of node.
+    fn entry_of(&self, st: &State, node: &Node) -> Option<VfsResult<Entry>> {
+        match node {
+            Node::Entry {
+                snap,
+                parent,
+                index,
+                ..
+            } => Some(self.entry(st, snap, parent, *index)),
+            _ => None,
+        }
+    }
+
     /// The snapshot a point directory shows now.
     fn point_snapshot<'s>(
         &self,
@@ -589,34 +602,23 @@ impl Vfs {
 
     /// The target of a symlink.
     pub fn readlink(&self, node: &Node) -> VfsResult<Vec<u8>> {
-        match node {
-            Node::Entry {
-                snap,
-                parent,
-                index,
-                ..
-            } => {
-                let e = self.entry(&self.state(), snap, parent, *index)?;
-                if e.kind != NodeKind::Symlink {
-                    return Err(VfsError::Invalid);
-                }
-                Ok(e.target)
-            }
-            _ => Err(VfsError::Invalid),
+        let e = self
+            .entry_of(&self.state(), node)
+            .ok_or(VfsError::Invalid)??;
+        if e.kind != NodeKind::Symlink {
+            return Err(VfsError::Invalid);
         }
+        Ok(e.target)
     }
 
     /// Extended attributes of a node (virtual nodes have none).
     pub fn xattrs(&self, node: &Node) -> VfsResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        let st = self.state();
+        if let Some(e) = self.entry_of(&st, node) {
+            return Ok(e?.xattrs);
+        }
         match node {
-            Node::Entry {
-                snap,
-                parent,
-                index,
-                ..
-            } => Ok(self.entry(&self.state(), snap, parent, *index)?.xattrs),
             Node::Point { sel, source, sub } if !sub.is_empty() => {
-                let st = self.state();
                 let s = self.point_snapshot(&st, sel, source)?;
                 Ok(self
                     .walk_sub(&st, s, sub)?
@@ -631,22 +633,13 @@ impl Vfs {
     /// Open a regular file for reading: it keeps reading this snapshot's content whatever
     /// happens to the points afterwards.
     pub fn open(&self, node: &Node) -> VfsResult<Arc<OpenFile>> {
-        let st = self.state();
-        match node {
-            Node::Entry {
-                snap,
-                parent,
-                index,
-                ..
-            } => {
-                let e = self.entry(&st, snap, parent, *index)?;
-                match e.kind {
-                    NodeKind::File => Ok(Arc::new(OpenFile::new(e.chunks, e.size))),
-                    NodeKind::Dir => Err(VfsError::IsDir),
-                    _ => Err(VfsError::Invalid),
-                }
-            }
-            _ => Err(VfsError::IsDir),
+        let e = self
+            .entry_of(&self.state(), node)
+            .ok_or(VfsError::IsDir)??;
+        match e.kind {
+            NodeKind::File => Ok(Arc::new(OpenFile::new(e.chunks, e.size))),
+            NodeKind::Dir => Err(VfsError::IsDir),
+            _ => Err(VfsError::Invalid),
         }
     }
 
