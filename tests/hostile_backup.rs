@@ -1522,7 +1522,7 @@ fn paths_longer_than_path_max_do_not_crash() {
 }
 
 #[test]
-#[ignore = "bug: restore still works by full path, so entries deeper than PATH_MAX cannot be restored (backup handles them since the walk uses directory handles)"]
+
 fn paths_longer_than_path_max_round_trip() {
     let repo = new_repo();
     let (_t, root) = temp_dir("yester-deep-rt");

@@ -1,19 +1,24 @@
 //! Restore: recreate a snapshot tree (or one entry of it) on the local filesystem.
+//!
+//! Like the backup walk, everything is created relative to open directory handles
+//! (`mkdirat`, `openat`, `linkat`, … with `O_NOFOLLOW`), so paths deeper than PATH_MAX restore
+//! and a symlink planted in the target cannot redirect the restore.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs::{self, OpenOptions};
-use std::os::unix::fs::FileExt;
-
-use rayon::prelude::*;
+use std::fs::{self, File};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use nix::fcntl::AT_FDCWD;
-use nix::sys::stat::{Mode, SFlag, UtimensatFlags};
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::{FchmodatFlags, Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
-use nix::unistd::{Gid, Uid};
+use nix::unistd::{Gid, Uid, UnlinkatFlags};
+use rayon::prelude::*;
 
 use super::error::{Error, Result};
 use super::id::BlobId;
@@ -75,14 +80,65 @@ const HOLE_BLOCK: usize = 4096;
 /// Files whose content is written in parallel at a time (and at the end of each directory).
 const BATCH_FILES: usize = 256;
 
+/// A place in the target: a name in an open directory, and its path for messages.
+#[derive(Clone)]
+struct Loc {
+    dir: Arc<OwnedFd>,
+    name: Vec<u8>,
+    path: PathBuf,
+}
+
+impl Loc {
+    fn child(dir: &Arc<OwnedFd>, path: &Path, name: &[u8]) -> Loc {
+        Loc {
+            dir: dir.clone(),
+            name: name.to_vec(),
+            path: path.join(OsStr::from_bytes(name)),
+        }
+    }
+
+    /// A path naming this entry through the directory handle (short whatever the depth).
+    fn proc_path(&self) -> PathBuf {
+        let mut p = format!("/proc/self/fd/{}/", self.dir.as_raw_fd()).into_bytes();
+        p.extend_from_slice(&self.name);
+        PathBuf::from(OsStr::from_bytes(&p))
+    }
+
+    fn io(&self, e: nix::errno::Errno) -> Error {
+        Error::io(self.path.display(), io::Error::from_raw_os_error(e as i32))
+    }
+
+    fn open_dir(&self) -> Result<Arc<OwnedFd>> {
+        nix::fcntl::openat(
+            self.dir.as_ref(),
+            self.name.as_slice(),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map(Arc::new)
+        .map_err(|e| self.io(e))
+    }
+
+    fn open_file(&self, flags: OFlag) -> Result<File> {
+        nix::fcntl::openat(
+            self.dir.as_ref(),
+            self.name.as_slice(),
+            OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | flags,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map(File::from)
+        .map_err(|e| self.io(e))
+    }
+}
+
 struct Restorer<'a> {
     reader: &'a BlobReader,
     overwrite: bool,
     is_root: bool,
-    links: HashMap<HardlinkKey, PathBuf>,
+    links: HashMap<HardlinkKey, Loc>,
     report: RestoreReport,
     /// Files created whose content and metadata are still to be written.
-    pending: Vec<(PathBuf, Entry)>,
+    pending: Vec<(Loc, Entry)>,
     progress: &'a dyn RestoreProgress,
 }
 
@@ -91,46 +147,63 @@ fn timespec(t: super::tree::Timestamp) -> TimeSpec {
 }
 
 impl Restorer<'_> {
-    fn fail(&mut self, path: &Path, msg: impl std::fmt::Display) {
-        let m = format!("{}: {msg}", path.display());
-        tracing::warn!("{m}");
-        self.report.errors.push(m);
-    }
-
     /// Make room for `dest`; Ok(false) means an existing directory is reused.
-    fn prepare(&mut self, dest: &Path, kind: NodeKind) -> Result<bool> {
-        let Ok(meta) = fs::symlink_metadata(dest) else {
+    fn prepare(&mut self, dest: &Loc, kind: NodeKind) -> Result<bool> {
+        let Ok(st) = nix::sys::stat::fstatat(
+            dest.dir.as_ref(),
+            dest.name.as_slice(),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        ) else {
             return Ok(true);
         };
-        if meta.is_dir() && kind == NodeKind::Dir {
+        let is_dir = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR;
+        if is_dir && kind == NodeKind::Dir {
             return Ok(false);
         }
         if !self.overwrite {
-            return Err(Error::WouldOverwrite(dest.to_path_buf()));
+            return Err(Error::WouldOverwrite(dest.path.clone()));
         }
-        let res = if meta.is_dir() {
-            fs::remove_dir_all(dest)
+        if is_dir {
+            fs::remove_dir_all(dest.proc_path()).map_err(|e| Error::io(dest.path.display(), e))?;
         } else {
-            fs::remove_file(dest)
-        };
-        res.map_err(|e| Error::io(dest.display(), e))?;
+            nix::unistd::unlinkat(
+                dest.dir.as_ref(),
+                dest.name.as_slice(),
+                UnlinkatFlags::NoRemoveDir,
+            )
+            .map_err(|e| dest.io(e))?;
+        }
         Ok(true)
     }
 
-    fn restore_entry(&mut self, e: &Entry, dest: &Path) -> Result<()> {
+    fn restore_entry(&mut self, e: &Entry, dest: &Loc) -> Result<()> {
         let fresh = self.prepare(dest, e.kind)?;
         if let Some(key) = e.hardlink.filter(|_| e.kind != NodeKind::Dir) {
             if let Some(first) = self.links.get(&key) {
-                fs::hard_link(first, dest).map_err(|err| Error::io(dest.display(), err))?;
+                nix::unistd::linkat(
+                    first.dir.as_ref(),
+                    first.name.as_slice(),
+                    dest.dir.as_ref(),
+                    dest.name.as_slice(),
+                    AtFlags::empty(),
+                )
+                .map_err(|err| dest.io(err))?;
                 return Ok(());
             }
         }
+        let mode = Mode::from_bits_truncate(e.mode);
         match e.kind {
             NodeKind::Dir => {
                 if fresh {
-                    fs::create_dir(dest).map_err(|err| Error::io(dest.display(), err))?;
+                    nix::sys::stat::mkdirat(
+                        dest.dir.as_ref(),
+                        dest.name.as_slice(),
+                        Mode::from_bits_truncate(0o700),
+                    )
+                    .map_err(|err| dest.io(err))?;
                 }
-                self.restore_tree(e.subtree.unwrap_or_default(), dest)?;
+                let dir = dest.open_dir()?;
+                self.restore_tree(e.subtree.unwrap_or_default(), &dir, &dest.path)?;
                 self.report.dirs += 1;
             }
             NodeKind::File => {
@@ -138,18 +211,22 @@ impl Restorer<'_> {
                 self.report.files += 1;
                 // Content and metadata follow with the batch.
                 if let Some(key) = e.hardlink {
-                    self.links.insert(key, dest.to_path_buf());
+                    self.links.insert(key, dest.clone());
                 }
                 return Ok(());
             }
             NodeKind::Symlink => {
-                std::os::unix::fs::symlink(OsStr::from_bytes(&e.target), dest)
-                    .map_err(|err| Error::io(dest.display(), err))?;
+                nix::unistd::symlinkat(
+                    e.target.as_slice(),
+                    dest.dir.as_ref(),
+                    dest.name.as_slice(),
+                )
+                .map_err(|err| dest.io(err))?;
                 self.report.others += 1;
             }
             NodeKind::Fifo => {
-                nix::unistd::mkfifo(dest, Mode::from_bits_truncate(e.mode))
-                    .map_err(|err| Error::io(dest.display(), err.into()))?;
+                nix::unistd::mkfifoat(dest.dir.as_ref(), dest.name.as_slice(), mode)
+                    .map_err(|err| dest.io(err))?;
                 self.report.others += 1;
             }
             NodeKind::Socket | NodeKind::CharDevice | NodeKind::BlockDevice => {
@@ -158,32 +235,42 @@ impl Restorer<'_> {
                     NodeKind::CharDevice => SFlag::S_IFCHR,
                     _ => SFlag::S_IFBLK,
                 };
-                if let Err(err) =
-                    nix::sys::stat::mknod(dest, kind, Mode::from_bits_truncate(e.mode), e.rdev)
-                {
-                    self.fail(dest, format_args!("cannot create special file: {err}"));
+                if let Err(err) = nix::sys::stat::mknodat(
+                    dest.dir.as_ref(),
+                    dest.name.as_slice(),
+                    kind,
+                    mode,
+                    e.rdev,
+                ) {
+                    self.record(vec![format!(
+                        "{}: cannot create special file: {err}",
+                        dest.path.display()
+                    )]);
                     return Ok(());
                 }
                 self.report.others += 1;
             }
         }
         if let Some(key) = e.hardlink.filter(|_| e.kind != NodeKind::Dir) {
-            self.links.insert(key, dest.to_path_buf());
+            self.links.insert(key, dest.clone());
         }
-        self.set_metadata(e, dest);
+        let errors = set_metadata(e, dest, self.is_root);
+        self.record(errors);
         Ok(())
+    }
+
+    fn record(&mut self, errors: Vec<String>) {
+        for m in errors {
+            tracing::warn!("{m}");
+            self.report.errors.push(m);
+        }
     }
 
     /// Create the file now (so hard links to it can be made at once); its content and
     /// metadata are written with the next batch, in parallel.
-    fn create_file(&mut self, e: &Entry, dest: &Path) -> Result<()> {
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(dest)
-            .map_err(|err| Error::io(dest.display(), err))?;
-        self.pending.push((dest.to_path_buf(), e.clone()));
+    fn create_file(&mut self, e: &Entry, dest: &Loc) -> Result<()> {
+        dest.open_file(OFlag::O_CREAT | OFlag::O_EXCL)?;
+        self.pending.push((dest.clone(), e.clone()));
         if self.pending.len() >= BATCH_FILES {
             self.flush()?;
         }
@@ -206,31 +293,24 @@ impl Restorer<'_> {
         for r in results {
             let (bytes, errors) = r?;
             self.report.bytes += bytes;
-            for m in errors {
-                tracing::warn!("{m}");
-                self.report.errors.push(m);
-            }
+            self.record(errors);
         }
         Ok(())
     }
 
-    fn set_metadata(&mut self, e: &Entry, dest: &Path) {
-        for m in set_metadata(e, dest, self.is_root) {
-            tracing::warn!("{m}");
-            self.report.errors.push(m);
-        }
-    }
-
-    fn restore_tree(&mut self, id: BlobId, dest: &Path) -> Result<()> {
+    fn restore_tree(&mut self, id: BlobId, dir: &Arc<OwnedFd>, path: &Path) -> Result<()> {
         let tree = match self.reader.read_tree(&id) {
             Ok(t) => t,
             Err(err) => {
-                self.fail(dest, format_args!("cannot read directory: {err}"));
+                self.record(vec![format!(
+                    "{}: cannot read directory: {err}",
+                    path.display()
+                )]);
                 return Ok(());
             }
         };
         for e in &tree.entries {
-            self.restore_entry(e, &dest.join(OsStr::from_bytes(&e.name)))?;
+            self.restore_entry(e, &Loc::child(dir, path, &e.name))?;
         }
         // The directory's own metadata comes after its files are complete.
         self.flush()
@@ -255,9 +335,21 @@ pub fn restore(
         progress,
     };
     fs::create_dir_all(&opts.target).map_err(|e| Error::io(opts.target.display(), e))?;
+    let target = nix::fcntl::open(
+        &opts.target,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map(Arc::new)
+    .map_err(|e| {
+        Error::io(
+            opts.target.display(),
+            io::Error::from_raw_os_error(e as i32),
+        )
+    })?;
     match node {
-        Node::Root(id) => r.restore_tree(*id, &opts.target)?,
-        Node::Entry(e) => r.restore_entry(e, &opts.target.join(OsStr::from_bytes(&e.name)))?,
+        Node::Root(id) => r.restore_tree(*id, &target, &opts.target)?,
+        Node::Entry(e) => r.restore_entry(e, &Loc::child(&target, &opts.target, &e.name))?,
     }
     r.flush()?;
     Ok(r.report)
@@ -265,11 +357,8 @@ pub fn restore(
 
 /// Write a file's content into the (already created) file, leaving holes for zero blocks;
 /// returns the bytes written and the problems (damaged chunks) met.
-fn write_content(reader: &BlobReader, e: &Entry, dest: &Path) -> Result<(u64, Vec<String>)> {
-    let f = OpenOptions::new()
-        .write(true)
-        .open(dest)
-        .map_err(|err| Error::io(dest.display(), err))?;
+fn write_content(reader: &BlobReader, e: &Entry, dest: &Loc) -> Result<(u64, Vec<String>)> {
+    let f = dest.open_file(OFlag::empty())?;
     let mut errors = Vec::new();
     let mut written = 0;
     let mut pos: u64 = 0;
@@ -277,7 +366,10 @@ fn write_content(reader: &BlobReader, e: &Entry, dest: &Path) -> Result<(u64, Ve
         let data = match reader.read_chunk(c) {
             Ok(d) => d,
             Err(err) => {
-                errors.push(format!("{}: cannot restore content: {err}", dest.display()));
+                errors.push(format!(
+                    "{}: cannot restore content: {err}",
+                    dest.path.display()
+                ));
                 break;
             }
         };
@@ -285,53 +377,61 @@ fn write_content(reader: &BlobReader, e: &Entry, dest: &Path) -> Result<(u64, Ve
         for block in data.chunks(HOLE_BLOCK) {
             if block.len() < HOLE_BLOCK || block.iter().any(|&b| b != 0) {
                 f.write_all_at(block, pos)
-                    .map_err(|err| Error::io(dest.display(), err))?;
+                    .map_err(|err| Error::io(dest.path.display(), err))?;
             }
             pos += block.len() as u64;
         }
         written += data.len() as u64;
     }
     f.set_len(e.size)
-        .map_err(|err| Error::io(dest.display(), err))?;
+        .map_err(|err| Error::io(dest.path.display(), err))?;
     Ok((written, errors))
 }
 
 /// Owner, extended attributes, mode and times of a restored entry; returns the problems.
-fn set_metadata(e: &Entry, dest: &Path, is_root: bool) -> Vec<String> {
+fn set_metadata(e: &Entry, dest: &Loc, is_root: bool) -> Vec<String> {
     let mut errors = Vec::new();
-    let mut fail = |msg: std::fmt::Arguments| errors.push(format!("{}: {msg}", dest.display()));
+    let mut fail =
+        |msg: std::fmt::Arguments| errors.push(format!("{}: {msg}", dest.path.display()));
+    let (dir, name) = (dest.dir.as_ref(), dest.name.as_slice());
     if is_root {
         if let Err(err) = nix::unistd::fchownat(
-            AT_FDCWD,
-            dest,
+            dir,
+            name,
             Some(Uid::from_raw(e.uid)),
             Some(Gid::from_raw(e.gid)),
-            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            AtFlags::AT_SYMLINK_NOFOLLOW,
         ) {
             fail(format_args!("cannot set owner: {err}"));
         }
     }
     // Extended attributes after chown, which drops security.capability, and before chmod,
     // which may take away the write permission a non-root user needs to set them.
-    for (k, v) in &e.xattrs {
-        if let Err(err) = xattr::set(dest, OsStr::from_bytes(k), v) {
-            fail(format_args!(
-                "cannot set extended attribute {}: {err}",
-                String::from_utf8_lossy(k)
-            ));
+    if !e.xattrs.is_empty() {
+        let p = dest.proc_path();
+        for (k, v) in &e.xattrs {
+            if let Err(err) = xattr::set(&p, OsStr::from_bytes(k), v) {
+                fail(format_args!(
+                    "cannot set extended attribute {}: {err}",
+                    String::from_utf8_lossy(k)
+                ));
+            }
         }
     }
     // After chown, which clears set-id bits; symlinks have no mode of their own.
     if e.kind != NodeKind::Symlink {
-        use std::os::unix::fs::PermissionsExt;
-        if let Err(err) = fs::set_permissions(dest, fs::Permissions::from_mode(e.mode & 0o7777)) {
+        if let Err(err) = nix::sys::stat::fchmodat(
+            dir,
+            name,
+            Mode::from_bits_truncate(e.mode & 0o7777),
+            FchmodatFlags::FollowSymlink,
+        ) {
             fail(format_args!("cannot set mode: {err}"));
         }
     }
     // atime is not recorded (reading files would change every tree); it is set to mtime.
     let t = timespec(e.mtime);
-    if let Err(err) =
-        nix::sys::stat::utimensat(AT_FDCWD, dest, &t, &t, UtimensatFlags::NoFollowSymlink)
+    if let Err(err) = nix::sys::stat::utimensat(dir, name, &t, &t, UtimensatFlags::NoFollowSymlink)
     {
         fail(format_args!("cannot set times: {err}"));
     }
