@@ -222,3 +222,26 @@ impl RepoConfig {
         Ok(BlobKey(k))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn config_decoder_never_panics(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = RepoConfig::decode(&data, "config");
+        }
+
+        #[test]
+        fn damaged_configs_never_panic(pos in any::<usize>(), val in any::<u8>()) {
+            let c = RepoConfig::new(ChunkerParams::default(), 3).unwrap();
+            let mut bytes = serde_json::to_vec_pretty(&c).unwrap();
+            let p = pos % bytes.len();
+            bytes[p] = val;
+            let _ = RepoConfig::decode(&bytes, "config");
+            let _ = RepoConfig::decode(&bytes[..p], "config");
+        }
+    }
+}

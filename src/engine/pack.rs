@@ -304,3 +304,61 @@ pub fn encode_entries(entries: &[PackEntry], out: &mut Encoder) {
         out.u32_le(en.raw_len);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::backend::LocalDir;
+    use proptest::prelude::*;
+
+    fn sample_pack() -> (PackId, Vec<u8>) {
+        let key = BlobKey([5; 32]);
+        let mut b = PackBuilder::new();
+        for i in 0..3u8 {
+            let raw = vec![i; 1000 + usize::from(i)];
+            b.add(EncodedBlob::encode(&key, BlobKind::Data, &raw, 3).unwrap())
+                .unwrap();
+        }
+        let (id, bytes, _) = b.finish();
+        (id, bytes)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Damaged or truncated pack files give an error, never a panic or entries that point
+        /// outside the pack.
+        #[test]
+        fn damaged_trailers_never_panic(pos in any::<usize>(), val in any::<u8>(), cut in any::<bool>()) {
+            let dir = tempfile::tempdir().unwrap();
+            let be = LocalDir::new(dir.path().join("r"));
+            be.create().unwrap();
+            let (id, mut bytes) = sample_pack();
+            let p = pos % bytes.len();
+            if cut { bytes.truncate(p) } else { bytes[p] ^= val | 1 }
+            be.put(Kind::Pack, &id.to_hex(), &bytes).unwrap();
+            if let Ok(entries) = read_trailer(&be, &id) {
+                for e in entries {
+                    prop_assert!(u64::from(e.offset) + u64::from(e.stored_len) <= bytes.len() as u64);
+                }
+            }
+        }
+
+        #[test]
+        fn entry_tables_never_panic(data in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = parse_entries(&data, 1 << 20, "t");
+        }
+
+        #[test]
+        fn damaged_blobs_are_refused(pos in any::<usize>(), val in 1u8..) {
+            let key = BlobKey([5; 32]);
+            let raw: Vec<u8> = (0..5000u32).map(|i| (i % 7) as u8).collect();
+            let blob = EncodedBlob::encode(&key, BlobKind::Data, &raw, 3).unwrap();
+            let entry = PackEntry { id: blob.id, kind: blob.kind, compression: blob.compression, offset: 8, stored_len: blob.bytes.len() as u32, raw_len: blob.raw_len };
+            let mut stored = blob.bytes.clone();
+            let p = pos % stored.len();
+            stored[p] ^= val;
+            prop_assert!(decode_blob(&key, &entry, &stored, "t").is_err());
+        }
+    }
+}

@@ -224,3 +224,38 @@ pub fn resolve<'a>(all: &'a [SnapshotEntry], prefix: &str) -> Result<&'a Snapsho
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn snapshot_and_link_table_decoders_never_panic(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let id = SnapshotId(crate::engine::id::content_hash(&data));
+            let _ = Snapshot::decode(&id, &data, "t");
+            let _ = LinkTable::decode(&data, "t");
+        }
+
+        #[test]
+        fn damaged_records_are_refused(pos in any::<usize>(), val in 1u8..) {
+            let s = Snapshot {
+                version: SNAPSHOT_VERSION,
+                time: "2026-11-21T12:00:00.000000000Z".into(),
+                hostname: "h".into(),
+                source: "web1".into(),
+                paths: vec!["/etc".into()],
+                tree: BlobId([1; 32]),
+                stats: SnapshotStats::default(),
+                warnings: vec![],
+                links: None,
+            };
+            let (id, mut bytes) = s.encode().unwrap();
+            prop_assert_eq!(Snapshot::decode(&id, &bytes, "t").unwrap(), s);
+            let p = pos % bytes.len();
+            bytes[p] ^= val;
+            prop_assert!(Snapshot::decode(&id, &bytes, "t").is_err(), "the id covers every byte");
+        }
+    }
+}
