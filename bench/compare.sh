@@ -8,6 +8,7 @@
 # Needs root (drop_caches), restic, borg, rsync, GNU time (/usr/bin/time), GNU diff/find, dd,
 # python3. Self-contained: it does not source the other bench scripts.
 set -euo pipefail
+BENCH_HOME=$(cd "$(dirname "$0")" && pwd)   # helpers shared by the bench scripts
 
 # ---------------------------------------------------------------- settings
 BENCH_TREE_MB=${BENCH_TREE_MB:-800}         # size of the tree part (copies from /usr)
@@ -109,147 +110,12 @@ log "work dir $WORK; yester $YESTER_COMMIT; $RESTIC_VERSION; $BORG_VERSION"
 
 # ---------------------------------------------------------------- 1. generation 1
 log "selecting ~${BENCH_TREE_MB} MB of files from $BENCH_SRC_ROOTS"
-"$PY" - "$BENCH_TREE_MB" $BENCH_SRC_ROOTS > "$WORK/files.list" <<'EOF'
-# Pick whole subdirectories of each root, smallest first, so the tree is a realistic mix of
-# many small files and some big ones; the last subdirectory is cut at the budget.
-# /usr/include gets up to 10 %, /usr/share up to 45 %, /usr/lib the rest.
-import os, stat, sys
-total = int(sys.argv[1]) * 1000 * 1000
-roots = sys.argv[2:]
-shares = {"/usr/include": 0.10, "/usr/share": 0.45}
-skip = ("/usr/share/package-lists",)
-
-def walk(top):
-    """(path, size) of regular files and symlinks under top, sorted, on one file system."""
-    out = []
-    try:
-        dev = os.lstat(top).st_dev
-    except OSError:
-        return out
-    for d, dirs, files in os.walk(top):
-        dirs[:] = sorted(x for x in dirs
-                         if os.lstat(os.path.join(d, x)).st_dev == dev
-                         and not os.path.join(d, x).startswith(skip))
-        for f in sorted(files):
-            p = os.path.join(d, f)
-            try:
-                st = os.lstat(p)
-            except OSError:
-                continue
-            if stat.S_ISREG(st.st_mode):
-                if os.access(p, os.R_OK):
-                    out.append((p, st.st_size))
-            elif stat.S_ISLNK(st.st_mode):
-                out.append((p, 0))
-    return out
-
-used = 0
-for i, root in enumerate(roots):
-    last = i == len(roots) - 1
-    budget = (total - used) if last else min(total - used, int(total * shares.get(root, 0.3)))
-    if budget <= 0:
-        continue
-    kids = []
-    try:
-        names = sorted(os.listdir(root))
-    except OSError:
-        continue
-    for n in names:
-        p = os.path.join(root, n)
-        if p.startswith(skip):
-            continue
-        if os.path.isdir(p) and not os.path.islink(p):
-            fl = walk(p)
-        else:
-            st = os.lstat(p)
-            fl = [(p, st.st_size if stat.S_ISREG(st.st_mode) else 0)] if (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)) else []
-        kids.append((sum(s for _, s in fl), n, fl))
-    kids.sort()
-    got = 0
-    for size, _, fl in kids:
-        if got + size <= budget:
-            for p, _ in fl:
-                print(p)
-            got += size
-            continue
-        for p, s in fl:
-            if got >= budget:
-                break
-            if got + s > budget * 1.02 and s > 0:
-                continue
-            print(p)
-            got += s
-        break
-    used += got
-    print(f"{root}: {got/1e6:.0f} MB", file=sys.stderr)
-EOF
+"$PY" "$BENCH_HOME/select-tree.py" "$BENCH_TREE_MB" $BENCH_SRC_ROOTS > "$WORK/files.list"
 log "copying $(wc -l < "$WORK/files.list") files with rsync"
 rsync -aH --files-from="$WORK/files.list" / "$DATA/tree/"
 
 log "writing a ${BENCH_BIG_MB} MiB VM-image-like file (${BENCH_BIG_DATA_MB} MiB real data, rest zeros)"
-"$PY" - "$DATA/vm/disk.img" "$BENCH_BIG_MB" "$BENCH_BIG_DATA_MB" <<'EOF'
-# A raw disk image as a VM leaves it: a dense "OS" area at the start, then extents of real
-# file data (shared libraries, JDK modules, documentation) scattered over mostly zero blocks.
-# Deterministic (seeded), 4 KiB aligned, written densely (no holes).
-import os, random, sys
-path, size, data = sys.argv[1], int(sys.argv[2]) << 20, int(sys.argv[3]) << 20
-data = min(data, size)
-rng = random.Random(20261121)
-def source():
-    for top in ("/usr/lib/x86_64-linux-gnu", "/usr/lib/jvm", "/usr/share/doc", "/usr/lib"):
-        for d, dirs, files in os.walk(top):
-            dirs.sort()
-            for f in sorted(files):
-                p = os.path.join(d, f)
-                if os.path.islink(p) or not os.path.isfile(p):
-                    continue
-                try:
-                    with open(p, "rb") as fh:
-                        while True:
-                            b = fh.read(1 << 20)
-                            if not b:
-                                break
-                            yield b
-                except OSError:
-                    pass
-src, buf = source(), bytearray()
-def take(n):
-    global buf
-    while len(buf) < n:
-        buf += next(src)
-    out, buf = bytes(buf[:n]), buf[n:]
-    return out
-# Extent lengths: one big OS area (a quarter of the data), then 1-32 MiB extents.
-K4 = 4096
-lens, left = [], data
-first = (data // 4) // K4 * K4
-if first:
-    lens.append(first); left -= first
-while left > 0:
-    n = min(left, rng.randint(1 << 8, 8 << 10) * K4)  # 1 MiB .. 32 MiB
-    lens.append(n); left -= n
-# Gaps between extents: random weights, 4 KiB aligned; the first gap is 1 MiB (partition table).
-free = size - data
-w = [rng.random() for _ in lens]
-gaps = [0] * len(lens)
-if lens:
-    gaps[0] = min(free, 1 << 20)
-    rest = free - gaps[0]
-    s = sum(w[1:]) or 1
-    for i in range(1, len(lens)):
-        gaps[i] = int(rest * w[i] / s) // K4 * K4
-zero = bytes(1 << 20)
-with open(path, "wb") as f:
-    def zeros(n):
-        while n > 0:
-            k = min(n, len(zero)); f.write(zero[:k]); n -= k
-    for g, n in zip(gaps, lens):
-        zeros(g)
-        while n > 0:
-            k = min(n, 1 << 20); f.write(take(k)); n -= k
-    zeros(size - f.tell())
-    f.flush(); os.fsync(f.fileno())
-EOF
+"$PY" "$BENCH_HOME/make-image.py" "$DATA/vm/disk.img" "$BENCH_BIG_MB" "$BENCH_BIG_DATA_MB"
 
 data_info() { # GEN
     rec data "$1" tree_bytes "$(du -sb "$DATA/tree" | cut -f1)" bytes
