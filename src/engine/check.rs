@@ -5,8 +5,8 @@ use std::collections::{HashMap, HashSet};
 
 use super::backend::Kind;
 use super::error::Result;
-use super::id::{content_hash, BlobId, IndexId, PackId};
-use super::index::{decode_index_file, encode_index_file, Index, IndexedPack};
+use super::id::{content_hash, BlobId, PackId};
+use super::index::{encode_index_file, read_index_file, Index, IndexedPack};
 use super::pack::{decode_blob, read_trailer, PackEntry};
 use super::repo::{BlobReader, Repository};
 use super::snapshot::{load_all, SnapshotEntry};
@@ -130,18 +130,8 @@ pub fn check<P: CheckProgress>(
     let mut index = Index::default();
     let mut indexed: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
     for name in be.list(Kind::Index)? {
-        let object = be.describe(Kind::Index, &name);
-        let res = be.get(Kind::Index, &name).and_then(|bytes| {
-            if IndexId::from_hex(&name).ok() != Some(IndexId(content_hash(&bytes))) {
-                return Err(super::Error::corrupt(
-                    &object,
-                    "index file does not match its name (damaged)",
-                ));
-            }
-            decode_index_file(&bytes, &object)
-        });
-        match res {
-            Ok(packs) => {
+        match read_index_file(be, &name) {
+            Ok((_, packs)) => {
                 for p in packs {
                     index.add_pack(&p);
                     indexed.entry(p.pack).or_default().extend(p.entries);

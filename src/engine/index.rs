@@ -64,6 +64,21 @@ pub fn decode_index_file(bytes: &[u8], object: &str) -> Result<Vec<IndexedPack>>
     Ok(out)
 }
 
+/// Read one index file: its name must be the hash of its bytes, and it must decode.
+pub fn read_index_file(backend: &dyn Backend, name: &str) -> Result<(IndexId, Vec<IndexedPack>)> {
+    let object = backend.describe(Kind::Index, name);
+    let id = IndexId::from_hex(name)
+        .map_err(|_| Error::corrupt(&object, "unexpected file name in index/"))?;
+    let bytes = backend.get(Kind::Index, name)?;
+    if IndexId(content_hash(&bytes)) != id {
+        return Err(Error::corrupt(
+            &object,
+            "index file does not match its name (damaged)",
+        ));
+    }
+    Ok((id, decode_index_file(&bytes, &object)?))
+}
+
 /// Where a blob is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlobLocation {
@@ -116,27 +131,19 @@ impl Index {
 
     /// Add the given index files (for a long-running reader that sees new backups land).
     pub fn load_files(&mut self, backend: &dyn Backend, names: &[String]) -> Result<()> {
-        let idx = self;
         for name in names {
-            let name = name.clone();
-            let object = backend.describe(Kind::Index, &name);
-            let Ok(id) = IndexId::from_hex(&name) else {
+            if IndexId::from_hex(name).is_err() {
+                let object = backend.describe(Kind::Index, name);
                 tracing::warn!("{object}: ignoring a file that is not an index file");
                 continue;
-            };
-            let bytes = backend.get(Kind::Index, &name)?;
-            if IndexId(content_hash(&bytes)) != id {
-                return Err(Error::corrupt(
-                    &object,
-                    "index file does not match its name (damaged)",
-                ));
             }
-            for p in decode_index_file(&bytes, &object)? {
-                idx.add_pack(&p);
+            let (id, packs) = read_index_file(backend, name)?;
+            for p in &packs {
+                self.add_pack(p);
             }
-            idx.files.push(id);
+            self.files.push(id);
         }
-        idx.finish();
+        self.finish();
         Ok(())
     }
 
@@ -224,17 +231,6 @@ impl Index {
             stored_len: s.stored_len,
             raw_len: s.raw_len,
         }
-    }
-
-    /// Every indexed blob, grouped by pack.
-    pub fn entries_by_pack(&self) -> HashMap<PackId, Vec<PackEntry>> {
-        let mut m: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
-        for s in &self.slots {
-            m.entry(self.packs[s.pack as usize])
-                .or_default()
-                .push(self.entry_of(s));
-        }
-        m
     }
 }
 

@@ -12,7 +12,7 @@ use super::backend::Kind;
 use super::error::{Error, Result};
 use super::failpoint::failpoint;
 use super::id::{BlobId, PackId};
-use super::index::{decode_index_file, encode_index_file, Index, IndexedPack};
+use super::index::{encode_index_file, read_index_file, Index, IndexedPack};
 use super::lock;
 use super::pack::{decode_blob, PackEntry};
 use super::repo::{BlobReader, BlobWriter, Repository};
@@ -101,8 +101,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     let mut by_pack: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
     let mut index = Index::default();
     for name in &index_files {
-        let object = be.describe(Kind::Index, name);
-        let packs = decode_index_file(&be.get(Kind::Index, name)?, &object).map_err(|e| {
+        let (_, packs) = read_index_file(be, name).map_err(|e| {
             Error::Invalid(format!(
                 "{e}; run `yester check --repair-index` before pruning"
             ))
