@@ -138,10 +138,19 @@ impl Snapshot {
 
     /// Time as seconds since the epoch (0 if unparsable, which decode prevents in practice).
     pub fn unix_time(&self) -> i64 {
-        humantime::parse_rfc3339(&self.time)
+        self.timestamp().secs
+    }
+
+    /// Time with nanoseconds (zero if unparsable, which decode prevents in practice).
+    pub fn timestamp(&self) -> super::tree::Timestamp {
+        let d = humantime::parse_rfc3339(&self.time)
             .ok()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_secs() as i64)
+            .unwrap_or_default();
+        super::tree::Timestamp {
+            secs: d.as_secs() as i64,
+            nanos: d.subsec_nanos(),
+        }
     }
 
     /// Store it; the snapshot becomes visible at this moment.
@@ -197,13 +206,8 @@ pub fn load_all_reusing(
             Err(e) => bad.push(e),
         }
     }
-    ok.sort_by(|a, b| {
-        (a.snapshot.unix_time(), &a.snapshot.time, a.id).cmp(&(
-            b.snapshot.unix_time(),
-            &b.snapshot.time,
-            b.id,
-        ))
-    });
+    // Oldest first; each record's time is parsed once.
+    ok.sort_by_cached_key(|e| (e.snapshot.unix_time(), e.snapshot.time.clone(), e.id));
     Ok((ok, bad))
 }
 

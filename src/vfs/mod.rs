@@ -186,12 +186,7 @@ fn virtual_attr(ino: u64, time: Timestamp, subdirs: usize) -> Attr {
 }
 
 fn snap_time(s: &SnapshotEntry) -> Timestamp {
-    let secs = s.snapshot.unix_time();
-    let nanos = humantime::parse_rfc3339(&s.snapshot.time)
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.subsec_nanos());
-    Timestamp { secs, nanos }
+    s.snapshot.timestamp()
 }
 
 impl Vfs {
