@@ -348,12 +348,16 @@ impl Service {
                 return Ok(());
             }
         };
-        let dir_attr = post_attr(&self.vfs, &t.node);
+        // The directory's attributes, read once: for the checks and for the reply.
+        let dir = self.vfs.getattr(&t.node);
+        let dir_attr = dir
+            .as_ref()
+            .map_or(post_op_attr::Void, |a| post_op_attr::attributes(fattr(a)));
         let res = (|| {
             if name.len() > NAME_MAX {
                 return Err(nfsstat3::NFS3ERR_NAMETOOLONG);
             }
-            let a = self.vfs.getattr(&t.node).map_err(|e| stat_of(&e))?;
+            let a = dir.map_err(|e| stat_of(&e))?;
             if a.kind != NodeKind::Dir {
                 return Err(nfsstat3::NFS3ERR_NOTDIR);
             }
