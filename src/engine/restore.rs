@@ -383,7 +383,10 @@ fn write_content(reader: &BlobReader, e: &Entry, dest: &Loc) -> Result<(u64, Vec
         }
         written += data.len() as u64;
     }
-    f.set_len(e.size)
+    // After a damaged chunk the file ends at the bytes verified so far: padding it to its
+    // size would leave zeros where the data was, a wrong byte that looks restored.
+    let len = if errors.is_empty() { e.size } else { pos };
+    f.set_len(len)
         .map_err(|err| Error::io(dest.path.display(), err))?;
     Ok((written, errors))
 }

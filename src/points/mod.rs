@@ -41,6 +41,9 @@ fn lock_points(
         op,
         wait.max(MIN_POINTS_WAIT),
     )?;
+    // Like backup and prune, remove dead writers' temp files, so the leftovers of a killed
+    // rotation or forget are cleaned by the next one and do not pile up.
+    repo.backend.clean_incomplete()?;
     Ok((repo_lock, points_lock))
 }
 

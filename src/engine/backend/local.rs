@@ -3,6 +3,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use super::{Backend, Kind};
 use crate::engine::error::{Error, Result};
@@ -10,6 +11,18 @@ use crate::engine::lock::{hostname, pid_alive};
 
 /// Folder for in-progress writes; files there are `<host>.<pid>.<random>`.
 const TMP_DIR: &str = "tmp";
+
+/// Opt-in trace of durable steps, for the power-loss test (`tests/faults.rs`): with
+/// `YESTER_IO_TRACE=FILE`, each step appends one line `OP PATH [PATH]` (paths relative to the
+/// repository) to FILE, and each fsynced temp file gets a hard link in `FILE.files/` (named
+/// like the temp file), so the test can rebuild the repository as a power cut after any step
+/// would leave it. Off, it costs one cached environment lookup per step.
+fn trace_file() -> Option<&'static Path> {
+    static TRACE: OnceLock<Option<PathBuf>> = OnceLock::new();
+    TRACE
+        .get_or_init(|| std::env::var_os("YESTER_IO_TRACE").map(PathBuf::from))
+        .as_deref()
+}
 
 /// A repository stored in a local directory.
 pub struct LocalDir {
@@ -34,6 +47,47 @@ impl LocalDir {
         }
     }
 
+    /// Record one durable step when tracing (see [`trace_file`]). Best effort: the trace is for
+    /// tests, so a failure to write it must not fail the repository operation.
+    fn trace(&self, op: &str, paths: &[&Path]) {
+        let Some(file) = trace_file() else {
+            return;
+        };
+        let mut line = op.to_string();
+        for p in paths {
+            line.push(' ');
+            line.push_str(&p.strip_prefix(&self.root).unwrap_or(p).to_string_lossy());
+        }
+        line.push('\n');
+        // One write(2) with O_APPEND per line, so lines of concurrent writers never interleave.
+        if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(file) {
+            let _ = f.write_all(line.as_bytes());
+        }
+    }
+
+    /// Keep the content of a just-fsynced temp file for the trace (a hard link survives the
+    /// rename and the unlink).
+    fn trace_synced(&self, tmp: &Path) {
+        let Some(file) = trace_file() else {
+            return;
+        };
+        let mut dir = file.as_os_str().to_owned();
+        dir.push(".files");
+        let dir = PathBuf::from(dir);
+        let _ = fs::create_dir_all(&dir);
+        if let Some(name) = tmp.file_name() {
+            let _ = fs::hard_link(tmp, dir.join(name));
+        }
+        self.trace("synced", &[tmp]);
+    }
+
+    /// fsync a directory of this repository so a rename or unlink in it is durable.
+    fn sync_dir(&self, dir: &Path) -> Result<()> {
+        sync_dir(dir)?;
+        self.trace("fsyncdir", &[dir]);
+        Ok(())
+    }
+
     fn tmp_path(&self) -> Result<PathBuf> {
         let mut r = [0u8; 8];
         getrandom::fill(&mut r).map_err(|e| Error::Invalid(format!("random: {e}")))?;
@@ -50,13 +104,16 @@ impl LocalDir {
         let tmp = self.tmp_path()?;
         let res = (|| {
             let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            self.trace("create", &[&tmp]);
             f.write_all(data)?;
             f.sync_all()
         })();
         if let Err(e) = res {
             let _ = fs::remove_file(&tmp);
+            self.trace("unlink", &[&tmp]);
             return Err(Error::io(tmp.display(), e));
         }
+        self.trace_synced(&tmp);
         Ok(tmp)
     }
 
@@ -64,8 +121,9 @@ impl LocalDir {
         if let Some(parent) = target.parent() {
             if !parent.is_dir() {
                 fs::create_dir_all(parent).map_err(|e| Error::io(parent.display(), e))?;
+                self.trace("mkdir", &[parent]);
                 if let Some(gp) = parent.parent() {
-                    sync_dir(gp)?;
+                    self.sync_dir(gp)?;
                 }
             }
         }
@@ -104,9 +162,11 @@ impl Backend for LocalDir {
         let tmp = self.write_tmp(data)?;
         if let Err(e) = fs::rename(&tmp, &target) {
             let _ = fs::remove_file(&tmp);
+            self.trace("unlink", &[&tmp]);
             return Err(Error::io(target.display(), e));
         }
-        sync_dir(target.parent().unwrap_or(&self.root))
+        self.trace("rename", &[&tmp, &target]);
+        self.sync_dir(target.parent().unwrap_or(&self.root))
     }
 
     fn put_new(&self, kind: Kind, name: &str, data: &[u8]) -> Result<bool> {
@@ -115,10 +175,14 @@ impl Backend for LocalDir {
         let tmp = self.write_tmp(data)?;
         // link(2) fails if the target exists: an atomic create-if-absent of complete content.
         let res = fs::hard_link(&tmp, &target);
+        if res.is_ok() {
+            self.trace("link", &[&tmp, &target]);
+        }
         let _ = fs::remove_file(&tmp);
+        self.trace("unlink", &[&tmp]);
         match res {
             Ok(()) => {
-                sync_dir(target.parent().unwrap_or(&self.root))?;
+                self.sync_dir(target.parent().unwrap_or(&self.root))?;
                 Ok(true)
             }
             Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
@@ -182,7 +246,10 @@ impl Backend for LocalDir {
     fn delete(&self, kind: Kind, name: &str) -> Result<()> {
         let p = self.path(kind, name);
         match fs::remove_file(&p) {
-            Ok(()) => sync_dir(p.parent().unwrap_or(&self.root)),
+            Ok(()) => {
+                self.trace("delete", &[&p]);
+                self.sync_dir(p.parent().unwrap_or(&self.root))
+            }
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
             Err(e) => Err(Error::io(p.display(), e)),
         }
@@ -231,6 +298,7 @@ impl Backend for LocalDir {
                     .and_then(|p| p.parse::<u32>().ok())
                     .is_some_and(|p| !pid_alive(p));
             if dead && fs::remove_file(ent.path()).is_ok() {
+                self.trace("unlink", &[&ent.path()]);
                 removed += 1;
             }
         }
