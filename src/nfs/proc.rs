@@ -156,9 +156,17 @@ impl Service {
     /// The export options that apply to this caller for export `tag`, checked against the
     /// source port; `Err` is the status to answer.
     fn options(&self, tag: &[u8; 8], caller: &Caller) -> Result<&Options, nfsstat3> {
-        let export = self.exports.by_tag(tag).ok_or(nfsstat3::NFS3ERR_STALE)?;
-        let opts = export
-            .options_for(caller.peer.ip())
+        if self.exports.by_tag(tag).is_none() {
+            return Err(nfsstat3::NFS3ERR_STALE);
+        }
+        // The same pattern may be on several lines (for different clients): the first line
+        // with this tag that lists the client decides, as at MOUNT.
+        let opts = self
+            .exports
+            .list
+            .iter()
+            .filter(|e| &e.tag == tag)
+            .find_map(|e| e.options_for(caller.peer.ip()))
             .ok_or(nfsstat3::NFS3ERR_ACCES)?;
         if opts.secure && caller.peer.port() >= 1024 {
             return Err(nfsstat3::NFS3ERR_PERM);

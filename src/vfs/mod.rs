@@ -185,6 +185,17 @@ fn virtual_attr(ino: u64, time: Timestamp, subdirs: usize) -> Attr {
     }
 }
 
+/// Whether a failed read may only mean that the index the view holds is out of date: prune
+/// repacked the blob into a new pack and deleted the old one (or dropped the blob). Damaged
+/// data is not retried.
+fn moved(e: &crate::engine::Error) -> bool {
+    match e {
+        crate::engine::Error::Io { err, .. } => err.kind() == std::io::ErrorKind::NotFound,
+        crate::engine::Error::MissingBlob(_) => true,
+        _ => false,
+    }
+}
+
 fn snap_time(s: &SnapshotEntry) -> Timestamp {
     s.snapshot.timestamp()
 }
@@ -256,7 +267,12 @@ impl Vfs {
         if let Some(t) = self.trees.get(id) {
             return Ok(t);
         }
-        let t = Arc::new(reader.read_tree(id)?);
+        let t = match reader.read_tree(id) {
+            Ok(t) => t,
+            Err(e) if moved(&e) => self.shared.reader_after(reader).read_tree(id)?,
+            Err(e) => return Err(e.into()),
+        };
+        let t = Arc::new(t);
         self.trees.insert(*id, t.clone());
         Ok(t)
     }
@@ -648,7 +664,12 @@ impl Vfs {
             return Ok(d);
         }
         let st = self.state();
-        let data = Arc::new(st.reader.read_chunk(c)?);
+        let data = match st.reader.read_chunk(c) {
+            Ok(d) => d,
+            Err(e) if moved(&e) => self.shared.reader_after(&st.reader).read_chunk(c)?,
+            Err(e) => return Err(e.into()),
+        };
+        let data = Arc::new(data);
         self.chunks.insert(c.id, data.clone());
         Ok(data)
     }

@@ -697,3 +697,293 @@ impl Repo {
         self._dir.path()
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Running servers: a FUSE mount and an NFS server as child processes
+// ---------------------------------------------------------------------------------------
+
+/// Whether FUSE mounts can be made here; says loudly why not.
+pub fn fuse_available() -> bool {
+    let fuse = Path::new("/dev/fuse").exists();
+    let fusermount = Command::new("fusermount3").arg("-V").output().is_ok();
+    if !fuse || !fusermount {
+        eprintln!(
+            "SKIPPING FUSE TEST: /dev/fuse present: {fuse}, fusermount3 present: {fusermount} \
+             (install fuse3; run as root)"
+        );
+    }
+    fuse && fusermount
+}
+
+/// Whether the NFS client tools (libnfs-utils) are installed; says loudly why not.
+pub fn nfs_client_available() -> bool {
+    let ok = Command::new("nfs-cat").output().is_ok();
+    if !ok {
+        eprintln!("SKIPPING NFS TEST: nfs-cat not found (apt-get install libnfs-utils)");
+    }
+    ok
+}
+
+/// Whether a file system is mounted at `p` (a canonical path).
+pub fn is_mounted(p: &Path) -> bool {
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let want = p.to_str().unwrap_or("");
+    info.lines().any(|l| l.split(' ').nth(4) == Some(want))
+}
+
+/// A field of `/proc/PID/status` in KiB (`VmHWM` is the peak resident set).
+pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+/// Every file and directory below `root` with its size and mtime, sorted: equal before and
+/// after means nothing was written there.
+pub fn tree_fingerprint(root: &Path) -> Vec<(String, u64, i64, i64)> {
+    let mut v = Vec::new();
+    walk(root, &mut |rel, _full, m| {
+        let size = if m.is_dir() { 0 } else { m.size() };
+        v.push((esc(rel), size, m.mtime(), m.mtime_nsec()));
+    });
+    v.sort();
+    v
+}
+
+/// `yester -r REPO mount --foreground POINT EXTRA...` as a child process (stderr to a log
+/// file); unmounted and reaped when dropped, also when the test fails.
+pub struct FuseMount {
+    pub child: std::process::Child,
+    pub point: PathBuf,
+    pub log: PathBuf,
+}
+
+impl FuseMount {
+    pub fn start(repo: &Path, point: &Path, extra: &[&str]) -> FuseMount {
+        fs::create_dir_all(point).unwrap();
+        let point = fs::canonicalize(point).unwrap();
+        let log = point.with_extension("log");
+        let mut cmd = Command::new(yester_bin());
+        cmd.arg("-r")
+            .arg(repo)
+            .arg("mount")
+            .arg("--foreground")
+            .arg(&point)
+            .args(extra)
+            .env_remove("YESTER_REPO")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap());
+        let mut child = cmd.spawn().expect("start yester mount");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !is_mounted(&point) {
+            if let Some(st) = child.try_wait().unwrap() {
+                panic!(
+                    "yester mount exited with {st}: {}",
+                    fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the mount did not come up in 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        FuseMount { child, point, log }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.point.join(rel)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the mount process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// What the mount process logged so far.
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, as `systemctl stop` would: the process must unmount and exit 0.
+    pub fn stop(mut self) -> ExitStatus {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        self.wait_exit()
+    }
+
+    /// `fusermount3 -u`, as the systemd unit's ExecStop does: the process must exit 0.
+    pub fn unmount(mut self) -> ExitStatus {
+        let st = Command::new("fusermount3")
+            .arg("-u")
+            .arg(&self.point)
+            .status()
+            .unwrap();
+        assert!(st.success(), "fusermount3 -u {}", self.point.display());
+        self.wait_exit()
+    }
+
+    fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(Instant::now() < deadline, "the mount process did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for FuseMount {
+    fn drop(&mut self) {
+        if is_mounted(&self.point) {
+            let _ = Command::new("fusermount3")
+                .arg("-u")
+                .arg(&self.point)
+                .status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if is_mounted(&self.point) {
+            let _ = Command::new("umount").arg("-l").arg(&self.point).status();
+        }
+    }
+}
+
+/// `yester -r REPO nfs serve --listen 127.0.0.1:0 --handle-key KEY EXTRA...` (stderr after
+/// the "listening" line goes to a log file); killed when dropped.
+pub struct NfsServer {
+    pub child: std::process::Child,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+impl NfsServer {
+    pub fn start(repo: &Path, key: &Path, extra: &[&OsStr]) -> NfsServer {
+        use std::io::BufRead;
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = key.with_extension(format!("log-{n}"));
+        let mut cmd = Command::new(yester_bin());
+        cmd.arg("-r")
+            .arg(repo)
+            .args(["nfs", "serve", "--listen", "127.0.0.1:0", "--handle-key"])
+            .arg(key)
+            .args(extra)
+            .env_remove("YESTER_REPO")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start yester nfs serve");
+        let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        let _ = err.read_line(&mut line);
+        let port = line
+            .split("listening on ")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|a| a.rsplit(':').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        // Keep draining stderr into the log so the server never blocks on a full pipe.
+        let mut out = fs::File::create(&log).unwrap();
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut err, &mut out);
+        });
+        NfsServer { child, port, log }
+    }
+
+    /// An `nfs://` URL for libnfs tools, MOUNT and NFS on the server's one port.
+    pub fn url(&self, path: &str) -> String {
+        format!(
+            "nfs://127.0.0.1{path}?version=3&nfsport={p}&mountport={p}",
+            p = self.port
+        )
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for NfsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A read-only bind mount of a directory (needs root), unmounted when dropped. Servers run on
+/// it to show they never write to the repository: any write would fail with EROFS.
+pub struct ReadOnlyBind {
+    pub path: PathBuf,
+}
+
+impl ReadOnlyBind {
+    /// `None` (with a loud message) where bind mounts cannot be made.
+    pub fn new(dir: &Path, at: &Path) -> Option<ReadOnlyBind> {
+        if !is_root() {
+            eprintln!("SKIPPING the read-only bind mount: needs root");
+            return None;
+        }
+        fs::create_dir_all(at).unwrap();
+        let at = fs::canonicalize(at).unwrap();
+        let ok = |args: &[&OsStr]| {
+            Command::new("mount")
+                .args(args)
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false)
+        };
+        if !ok(&[OsStr::new("--bind"), dir.as_os_str(), at.as_os_str()]) {
+            eprintln!("SKIPPING the read-only bind mount: mount --bind failed");
+            return None;
+        }
+        let guard = ReadOnlyBind { path: at.clone() };
+        if !ok(&[
+            OsStr::new("-o"),
+            OsStr::new("remount,bind,ro"),
+            at.as_os_str(),
+        ]) {
+            eprintln!("SKIPPING the read-only bind mount: remount ro failed");
+            return None;
+        }
+        // Prove it is read-only before relying on it.
+        match fs::write(at.join("write-probe"), b"x") {
+            Err(e) if e.raw_os_error() == Some(nix::libc::EROFS) => Some(guard),
+            other => panic!("the read-only bind mount accepted a write: {other:?}"),
+        }
+    }
+}
+
+impl Drop for ReadOnlyBind {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}

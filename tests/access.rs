@@ -1,0 +1,865 @@
+//! Access: what the NFS server and the FUSE mount let through, beyond tests/nfs_server.rs and
+//! tests/fuse_mount.rs (which cover squashing, secure ports, flipped handle bytes, another
+//! server's key, exports at MOUNT, 0600/0644 for other users and EROFS for root).
+//!
+//! - LOOKUP with `..`, `.`, `/`, embedded slashes, NUL bytes, overlong and non-UTF-8 names;
+//!   MOUNT of paths with `..`, `//`, `.`, trailing slashes, outside the exports, not existing.
+//! - Handles replayed after their snapshot rotated away (STALE, never another file's data);
+//!   handles of one export presented by a client of another; handles obtained legitimately by
+//!   one client presented by an address no export lists.
+//! - Every NFS write procedure answers ROFS and the repository is untouched.
+//! - FUSE for a non-root user: 0700 directories closed, nothing writable, no mount without
+//!   `--allow-other`, `nosuid,nodev`.
+//!
+//! The raw ONC RPC client here binds a chosen loopback address (127.0.0.x), so one machine
+//! plays several NFS clients.
+
+mod common;
+use common::{
+    fuse_available, is_root, nfs_client_available, temp_dir, tree_fingerprint, FuseMount, NfsServer,
+};
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+// ---- a raw ONC RPC client --------------------------------------------------------------------
+
+const NFS: u32 = 100003;
+const MOUNT: u32 = 100005;
+const NFS3_OK: u32 = 0;
+const NFS3ERR_NOENT: u32 = 2;
+const NFS3ERR_ACCES: u32 = 13;
+const NFS3ERR_NOTDIR: u32 = 20;
+const NFS3ERR_ROFS: u32 = 30;
+const NFS3ERR_NAMETOOLONG: u32 = 63;
+const NFS3ERR_STALE: u32 = 70;
+const MNT3ERR_NOENT: u32 = 2;
+const MNT3ERR_ACCES: u32 = 13;
+const MNT3ERR_NOTDIR: u32 = 20;
+/// RPC accept status for undecodable arguments.
+const GARBAGE_ARGS: u32 = 4;
+
+fn put_u32(b: &mut Vec<u8>, v: u32) {
+    b.extend_from_slice(&v.to_be_bytes());
+}
+
+fn put_opaque(b: &mut Vec<u8>, d: &[u8]) {
+    put_u32(b, d.len() as u32);
+    b.extend_from_slice(d);
+    b.extend(std::iter::repeat_n(0, (4 - d.len() % 4) % 4));
+}
+
+fn get_u32(b: &[u8], pos: &mut usize) -> u32 {
+    let v = u32::from_be_bytes(b[*pos..*pos + 4].try_into().unwrap());
+    *pos += 4;
+    v
+}
+
+fn get_opaque(b: &[u8], pos: &mut usize) -> Vec<u8> {
+    let n = get_u32(b, pos) as usize;
+    let v = b[*pos..*pos + n].to_vec();
+    *pos += n + (4 - n % 4) % 4;
+    v
+}
+
+/// A reply: the RPC accept status and the procedure's results.
+struct Reply {
+    stat: u32,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    /// The NFS or MOUNT status (the first word of the results).
+    fn status(&self) -> u32 {
+        assert_eq!(
+            self.stat, 0,
+            "call not accepted (accept status {})",
+            self.stat
+        );
+        u32::from_be_bytes(self.body[..4].try_into().unwrap())
+    }
+}
+
+/// One NFS client: a TCP connection from 127.0.0.`host` (port chosen by the kernel; the
+/// exports here are `insecure`, the secure-port rule is tested in tests/nfs_server.rs).
+struct Rpc {
+    s: TcpStream,
+    xid: u32,
+}
+
+impl Rpc {
+    fn connect(host: u8, port: u16) -> Rpc {
+        use nix::sys::socket::{
+            bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn,
+        };
+        let fd = socket(
+            AddressFamily::Inet,
+            SockType::Stream,
+            SockFlag::empty(),
+            None,
+        )
+        .unwrap();
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+        bind(raw, &SockaddrIn::new(127, 0, 0, host, 0)).unwrap();
+        connect(raw, &SockaddrIn::new(127, 0, 0, 1, port)).unwrap();
+        // SAFETY: `fd` is a connected socket we own; the stream takes it over.
+        let s = unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) };
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Rpc { s, xid: 1 }
+    }
+
+    fn call(&mut self, prog: u32, proc_: u32, args: &[u8]) -> Reply {
+        self.xid += 1;
+        let mut m = Vec::new();
+        for v in [self.xid, 0, 2, prog, 3, proc_, 1] {
+            put_u32(&mut m, v);
+        }
+        // AUTH_SYS as uid 0: root is squashed (the default), and files here are world-readable
+        // unless a test says otherwise.
+        let mut cred = Vec::new();
+        put_u32(&mut cred, 0);
+        put_opaque(&mut cred, b"test");
+        put_u32(&mut cred, 0);
+        put_u32(&mut cred, 0);
+        put_u32(&mut cred, 0);
+        put_opaque(&mut m, &cred);
+        put_u32(&mut m, 0);
+        put_u32(&mut m, 0);
+        m.extend_from_slice(args);
+        let mut rec = (0x8000_0000u32 | m.len() as u32).to_be_bytes().to_vec();
+        rec.extend_from_slice(&m);
+        self.s.write_all(&rec).unwrap();
+        let mut reply = Vec::new();
+        loop {
+            let mut h = [0u8; 4];
+            self.s.read_exact(&mut h).unwrap();
+            let w = u32::from_be_bytes(h);
+            let mut frag = vec![0u8; (w & 0x7fff_ffff) as usize];
+            self.s.read_exact(&mut frag).unwrap();
+            reply.extend_from_slice(&frag);
+            if w & 0x8000_0000 != 0 {
+                break;
+            }
+        }
+        let mut pos = 0;
+        assert_eq!(get_u32(&reply, &mut pos), self.xid);
+        assert_eq!(get_u32(&reply, &mut pos), 1, "a reply");
+        assert_eq!(get_u32(&reply, &mut pos), 0, "accepted, not denied");
+        let _verf_flavor = get_u32(&reply, &mut pos);
+        let _verf = get_opaque(&reply, &mut pos);
+        let stat = get_u32(&reply, &mut pos);
+        Reply {
+            stat,
+            body: reply[pos..].to_vec(),
+        }
+    }
+
+    /// MOUNT MNT of raw path bytes: the status and the root handle.
+    fn mnt_bytes(&mut self, path: &[u8]) -> (u32, Vec<u8>) {
+        let mut a = Vec::new();
+        put_opaque(&mut a, path);
+        let r = self.call(MOUNT, 1, &a);
+        let st = r.status();
+        let mut pos = 4;
+        let fh = if st == 0 {
+            get_opaque(&r.body, &mut pos)
+        } else {
+            Vec::new()
+        };
+        (st, fh)
+    }
+
+    fn mnt(&mut self, path: &str) -> (u32, Vec<u8>) {
+        self.mnt_bytes(path.as_bytes())
+    }
+
+    /// MOUNT EXPORT: the export paths this client is shown.
+    fn exports(&mut self) -> Vec<String> {
+        let r = self.call(MOUNT, 5, &[]);
+        assert_eq!(r.stat, 0);
+        let b = &r.body;
+        let mut pos = 0;
+        let mut out = Vec::new();
+        while get_u32(b, &mut pos) == 1 {
+            out.push(String::from_utf8_lossy(&get_opaque(b, &mut pos)).into_owned());
+            while get_u32(b, &mut pos) == 1 {
+                get_opaque(b, &mut pos);
+            }
+        }
+        out
+    }
+
+    /// GETATTR: the status and, when it is OK, the fileid.
+    fn getattr(&mut self, fh: &[u8]) -> (u32, u64) {
+        let mut a = Vec::new();
+        put_opaque(&mut a, fh);
+        let r = self.call(NFS, 1, &a);
+        let st = r.status();
+        let fileid = if st == 0 {
+            // fattr3: type, mode, nlink, uid, gid (5 words), size, used (2 × 8), rdev (8),
+            // fsid (8), then fileid.
+            let p = 4 + 20 + 16 + 8 + 8;
+            u64::from_be_bytes(r.body[p..p + 8].try_into().unwrap())
+        } else {
+            0
+        };
+        (st, fileid)
+    }
+
+    /// LOOKUP of raw name bytes: the RPC accept status, the NFS status and the handle.
+    fn lookup_raw(&mut self, dir: &[u8], name: &[u8]) -> (u32, u32, Vec<u8>) {
+        let mut a = Vec::new();
+        put_opaque(&mut a, dir);
+        put_opaque(&mut a, name);
+        let r = self.call(NFS, 3, &a);
+        if r.stat != 0 {
+            return (r.stat, u32::MAX, Vec::new());
+        }
+        let st = r.status();
+        let mut pos = 4;
+        let fh = if st == 0 {
+            get_opaque(&r.body, &mut pos)
+        } else {
+            Vec::new()
+        };
+        (0, st, fh)
+    }
+
+    fn lookup(&mut self, dir: &[u8], name: &str) -> (u32, Vec<u8>) {
+        let (acc, st, fh) = self.lookup_raw(dir, name.as_bytes());
+        assert_eq!(acc, 0, "LOOKUP {name:?} accepted");
+        (st, fh)
+    }
+
+    /// LOOKUP every component of `path` from `dir`; panics unless each is found.
+    fn walk(&mut self, dir: &[u8], path: &str) -> Vec<u8> {
+        let mut fh = dir.to_vec();
+        for c in path.split('/').filter(|c| !c.is_empty()) {
+            let (st, next) = self.lookup(&fh, c);
+            assert_eq!(st, NFS3_OK, "LOOKUP {c} of {path}");
+            fh = next;
+        }
+        fh
+    }
+
+    /// READ: the status and the bytes.
+    fn read(&mut self, fh: &[u8], offset: u64, count: u32) -> (u32, Vec<u8>) {
+        let mut a = Vec::new();
+        put_opaque(&mut a, fh);
+        a.extend_from_slice(&offset.to_be_bytes());
+        put_u32(&mut a, count);
+        let r = self.call(NFS, 6, &a);
+        let st = r.status();
+        if st != 0 {
+            return (st, Vec::new());
+        }
+        let b = &r.body;
+        let mut pos = 4;
+        if get_u32(b, &mut pos) == 1 {
+            pos += 84; // file attributes
+        }
+        let _count = get_u32(b, &mut pos);
+        let _eof = get_u32(b, &mut pos);
+        (st, get_opaque(b, &mut pos))
+    }
+
+    /// READDIRPLUS from the start: the status only.
+    fn readdirplus(&mut self, dir: &[u8]) -> u32 {
+        let mut a = Vec::new();
+        put_opaque(&mut a, dir);
+        a.extend_from_slice(&[0u8; 16]);
+        put_u32(&mut a, 4096);
+        put_u32(&mut a, 16384);
+        self.call(NFS, 17, &a).status()
+    }
+}
+
+// ---- set-up ---------------------------------------------------------------------------------
+
+fn yester_ok(repo: &Path, args: &[&str]) -> String {
+    let out = Command::new(common::yester_bin())
+        .arg("-r")
+        .arg(repo)
+        .args(args)
+        .env_remove("YESTER_REPO")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "yester {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn inside(p: &Path) -> String {
+    p.to_str().unwrap().trim_start_matches('/').to_string()
+}
+
+/// A repository (levels as given) with sources web1 and db1 backed up from a small tree.
+struct Setup {
+    _t: tempfile::TempDir,
+    base: PathBuf,
+    repo: PathBuf,
+    src: PathBuf,
+}
+
+fn setup(levels: &str) -> Setup {
+    let (t, base) = temp_dir("yester-access");
+    fs::set_permissions(&base, fs::Permissions::from_mode(0o755)).unwrap();
+    let repo = base.join("repo");
+    let out = Command::new(common::yester_bin())
+        .args(["init", "--levels", levels])
+        .arg(&repo)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let src = base.join("src");
+    fs::create_dir_all(src.join("stable")).unwrap();
+    fs::create_dir_all(src.join("private")).unwrap();
+    fs::write(src.join("stable/same"), "unchanged in every version\n").unwrap();
+    fs::write(src.join("changes"), "version 1\n").unwrap();
+    fs::write(src.join("public"), "everyone\n").unwrap();
+    fs::write(src.join("secret"), "root only\n").unwrap();
+    fs::write(src.join("private/inner"), "behind a closed door\n").unwrap();
+    for (p, m) in [
+        ("", 0o755),
+        ("stable", 0o755),
+        ("public", 0o644),
+        ("secret", 0o600),
+        ("private", 0o700),
+        ("private/inner", 0o644),
+    ] {
+        fs::set_permissions(src.join(p), fs::Permissions::from_mode(m)).unwrap();
+    }
+    for s in ["web1", "db1"] {
+        yester_ok(&repo, &["backup", "--source", s, src.to_str().unwrap()]);
+    }
+    Setup {
+        _t: t,
+        base,
+        repo,
+        src,
+    }
+}
+
+fn server(s: &Setup, exports: &str) -> NfsServer {
+    let f = s.base.join(format!("exports-{}", exports.len()));
+    fs::write(&f, exports).unwrap();
+    NfsServer::start(
+        &s.repo,
+        &s.base.join("key"),
+        &[OsStr::new("--exports"), f.as_os_str()],
+    )
+}
+
+/// The NFS tests need nothing beyond a TCP socket; the real client is only a sanity check.
+fn nfs_ok() -> bool {
+    nfs_client_available()
+}
+
+// ---- NFS --------------------------------------------------------------------------------------
+
+#[test]
+fn lookup_tricks_never_leave_the_export() {
+    if !nfs_ok() {
+        return;
+    }
+    let s = setup("hourly=6");
+    let srv = server(&s, "/*/web1 127.0.0.1(insecure)\n");
+    let mut c = Rpc::connect(1, srv.port);
+    let (st, root) = c.mnt("/hourly.0/web1");
+    assert_eq!(st, 0);
+    let dir = c.walk(&root, &inside(&s.src));
+    let stable = c.walk(&dir, "stable");
+    let (_, dir_id) = c.getattr(&dir);
+
+    // `.` is the directory itself; `..` is refused everywhere, also at the export root.
+    let (st, dot) = c.lookup(&dir, ".");
+    assert_eq!(st, NFS3_OK);
+    assert_eq!(c.getattr(&dot).1, dir_id, "`.` is the same directory");
+    for d in [&root, &dir, &stable] {
+        let (st, fh) = c.lookup(d, "..");
+        assert_eq!((st, fh.len()), (NFS3ERR_NOENT, 0), "LOOKUP ..");
+    }
+    // Names that are not one component, or not a name at all, find nothing.
+    let long = "a".repeat(256);
+    let cases: Vec<(&[u8], u32)> = vec![
+        (b"/", NFS3ERR_NOENT),
+        (b"", NFS3ERR_NOENT),
+        (b"stable/same", NFS3ERR_NOENT),
+        (b"stable/", NFS3ERR_NOENT),
+        (b"/stable", NFS3ERR_NOENT),
+        (b"../db1", NFS3ERR_NOENT),
+        (b"./stable", NFS3ERR_NOENT),
+        (b"stable\0", NFS3ERR_NOENT),
+        (b"\0stable", NFS3ERR_NOENT),
+        (b"stab\0le", NFS3ERR_NOENT),
+        (b"\xff\xfe", NFS3ERR_NOENT),
+        (b"...", NFS3ERR_NOENT),
+        (long.as_bytes(), NFS3ERR_NAMETOOLONG),
+    ];
+    for (name, want) in &cases {
+        let (acc, st, fh) = c.lookup_raw(&dir, name);
+        assert_eq!(
+            (acc, st, fh.len()),
+            (0, *want, 0),
+            "LOOKUP {}",
+            common::esc(name)
+        );
+    }
+    // A name longer than any path is not even decoded.
+    let (acc, _, _) = c.lookup_raw(&dir, &[b'a'; 1025]);
+    assert_eq!(acc, GARBAGE_ARGS, "LOOKUP of a 1025-byte name");
+    // Names in virtual directories: no way from web1's point to db1's or to the root.
+    for name in ["..", "db1", "/", "hourly.0", "snapshots"] {
+        let (st, _) = c.lookup(&root, name);
+        assert_eq!(st, NFS3ERR_NOENT, "LOOKUP {name} at the export root");
+    }
+    // The real names still work after all that, and the connection is fine.
+    let (st, same) = c.lookup(&stable, "same");
+    assert_eq!(st, NFS3_OK);
+    assert_eq!(
+        c.lookup(&same, "..").0,
+        NFS3ERR_NOTDIR,
+        "a file has no children"
+    );
+    assert_eq!(c.read(&same, 0, 100).1, b"unchanged in every version\n");
+}
+
+#[test]
+fn mount_path_tricks_resolve_inside_the_exports_or_fail() {
+    if !nfs_ok() {
+        return;
+    }
+    let s = setup("hourly=6");
+    let srv = server(
+        &s,
+        "/*/web1 127.0.0.1(insecure)\n/latest/db1 127.0.0.2(insecure)\n",
+    );
+    let mut c = Rpc::connect(1, srv.port);
+    let (st, fh) = c.mnt("/hourly.0/web1");
+    assert_eq!(st, 0);
+    let (_, id) = c.getattr(&fh);
+    // Spellings of the same path give the same directory.
+    for p in [
+        "//hourly.0//web1",
+        "/hourly.0/web1/",
+        "/hourly.0/./web1/.",
+        "hourly.0/web1",
+    ] {
+        let (st, h) = c.mnt(p);
+        assert_eq!(st, 0, "MNT {p:?}");
+        assert_eq!(c.getattr(&h).1, id, "MNT {p:?} is /hourly.0/web1");
+    }
+    // `..` never climbs: whatever the pattern covers literally, no handle comes back.
+    for p in [
+        "/hourly.0/web1/..",
+        "/hourly.0/web1/../db1",
+        "/hourly.0/web1/../../latest/db1",
+        "/hourly.0/web1/../../",
+        "/../hourly.0/web1",
+        "/*/web1",
+        "/hourly.0/web1\0/../db1",
+        "/hourly.0/db1/../web1",
+    ] {
+        let (st, h) = c.mnt(p);
+        assert!(st != 0 && h.is_empty(), "MNT {p:?} gave status {st}");
+    }
+    // Outside the exports: refused. Inside but missing: NOENT. A file: NOTDIR.
+    for p in [
+        "/",
+        "/hourly.0",
+        "/latest",
+        "/hourly.0/db1",
+        "/latest/db1",
+        "/snapshots",
+    ] {
+        assert_eq!(c.mnt(p).0, MNT3ERR_ACCES, "MNT {p:?}");
+    }
+    for p in [
+        "/hourly.9/web1",
+        "/snapshots/web1/1999-01-01-000000",
+        "/hourly.0/web1/no/such/dir",
+    ] {
+        assert_eq!(c.mnt(p).0, MNT3ERR_NOENT, "MNT {p:?}");
+    }
+    let file = format!("/hourly.0/web1/{}/public", inside(&s.src));
+    assert_eq!(c.mnt(&file).0, MNT3ERR_NOTDIR);
+    assert_eq!(
+        c.mnt_bytes(b"/hourly.0/\xffweb1").0,
+        MNT3ERR_ACCES,
+        "non-UTF-8 path"
+    );
+    // A path longer than MNTPATHLEN is not decoded.
+    let mut a = Vec::new();
+    put_opaque(&mut a, &[b'/'; 1025]);
+    assert_eq!(c.call(MOUNT, 1, &a).stat, GARBAGE_ARGS);
+    // EXPORT shows each client only its own exports.
+    assert_eq!(c.exports(), vec!["/*/web1".to_string()]);
+    let mut other = Rpc::connect(2, srv.port);
+    assert_eq!(other.exports(), vec!["/latest/db1".to_string()]);
+    assert!(Rpc::connect(9, srv.port).exports().is_empty());
+}
+
+#[test]
+fn handles_of_other_exports_and_unlisted_clients_are_refused() {
+    if !nfs_ok() {
+        return;
+    }
+    let s = setup("hourly=6");
+    let srv = server(
+        &s,
+        "/*/web1 127.0.0.1(insecure)\n/*/db1 127.0.0.2(insecure)\n/latest 127.0.0.3(insecure)\n",
+    );
+    let path = inside(&s.src);
+    let mut a = Rpc::connect(1, srv.port);
+    let (st, web_root) = a.mnt("/latest/web1");
+    assert_eq!(st, 0);
+    let web_dir = a.walk(&web_root, &path);
+    let web_file = a.walk(&web_dir, "public");
+    assert_eq!(a.read(&web_file, 0, 100), (NFS3_OK, b"everyone\n".to_vec()));
+    let mut b = Rpc::connect(2, srv.port);
+    let (st, db_root) = b.mnt("/latest/db1");
+    assert_eq!(st, 0);
+    let db_file = b.walk(&db_root, &format!("{path}/public"));
+    assert_eq!(b.mnt("/latest/web1").0, MNT3ERR_ACCES);
+
+    // A client of one export presenting a handle of another: refused on every procedure,
+    // although the handle is genuine and the same file is exported to it under its own export.
+    for (who, c, fhs) in [
+        ("web1's client", &mut a, [&db_root, &db_file]),
+        ("db1's client", &mut b, [&web_root, &web_file]),
+    ] {
+        for fh in fhs {
+            assert_eq!(c.getattr(fh).0, NFS3ERR_ACCES, "{who}: GETATTR");
+            assert_eq!(
+                c.read(fh, 0, 100),
+                (NFS3ERR_ACCES, Vec::new()),
+                "{who}: READ"
+            );
+            assert_eq!(c.lookup(fh, &path).0, NFS3ERR_ACCES, "{who}: LOOKUP");
+            assert_eq!(c.readdirplus(fh), NFS3ERR_ACCES, "{who}: READDIRPLUS");
+        }
+    }
+    // A client whose export covers the same files (/latest) but not under web1's export: the
+    // handle names web1's export, which does not list it.
+    let mut l = Rpc::connect(3, srv.port);
+    assert_eq!(l.mnt("/latest/web1").0, 0);
+    assert_eq!(l.getattr(&web_file).0, NFS3ERR_ACCES);
+    assert_eq!(l.read(&web_file, 0, 100).0, NFS3ERR_ACCES);
+    // An address no export lists: refused at MOUNT, and the handles others obtained are
+    // useless to it.
+    let mut x = Rpc::connect(99, srv.port);
+    for p in ["/", "/latest/web1", "/latest/db1", "/latest"] {
+        assert_eq!(x.mnt(p).0, MNT3ERR_ACCES, "MNT {p}");
+    }
+    for fh in [&web_root, &web_file, &db_root, &db_file] {
+        assert_eq!(x.getattr(fh).0, NFS3ERR_ACCES);
+        assert_eq!(x.read(fh, 0, 100), (NFS3ERR_ACCES, Vec::new()));
+        assert_eq!(x.readdirplus(fh), NFS3ERR_ACCES);
+    }
+    // The legitimate clients are unaffected.
+    assert_eq!(a.read(&web_file, 0, 100).1, b"everyone\n");
+    assert_eq!(b.read(&db_file, 0, 100).1, b"everyone\n");
+}
+
+#[test]
+fn an_export_listed_twice_serves_each_listed_client() {
+    if !nfs_ok() {
+        return;
+    }
+    // The same pattern on two lines (for two clients, with different options) names one
+    // export in the handles; each client must be served under its own line.
+    let s = setup("hourly=6");
+    let srv = server(
+        &s,
+        "/*/web1 127.0.0.5(insecure)\n/*/web1 127.0.0.1(insecure,all_squash)\n",
+    );
+    for host in [1, 5] {
+        let mut c = Rpc::connect(host, srv.port);
+        let (st, root) = c.mnt("/latest/web1");
+        assert_eq!(st, 0, "MNT from 127.0.0.{host}");
+        assert_eq!(c.getattr(&root).0, NFS3_OK, "GETATTR from 127.0.0.{host}");
+        let f = c.walk(&root, &format!("{}/public", inside(&s.src)));
+        assert_eq!(
+            c.read(&f, 0, 100).1,
+            b"everyone\n",
+            "READ from 127.0.0.{host}"
+        );
+    }
+    let mut c = Rpc::connect(6, srv.port);
+    assert_eq!(c.mnt("/latest/web1").0, MNT3ERR_ACCES);
+}
+
+#[test]
+fn replayed_handles_after_rotation_and_prune_are_stale_never_other_data() {
+    if !nfs_ok() {
+        return;
+    }
+    // One point: each backup drops the one before (rotated away).
+    let s = setup("hourly=1");
+    let srv = server(&s, "/ 127.0.0.1(insecure)\n");
+    let path = inside(&s.src);
+    let mut c = Rpc::connect(1, srv.port);
+    let (st, point) = c.mnt("/hourly.0/web1");
+    assert_eq!(st, 0);
+    let dir = c.walk(&point, &path);
+    let stable = c.walk(&dir, "stable");
+    let same = c.walk(&stable, "same");
+    let changes = c.walk(&dir, "changes");
+    assert_eq!(c.read(&changes, 0, 100).1, b"version 1\n");
+    let (st, dated) = c.mnt("/snapshots/web1");
+    assert_eq!(st, 0);
+
+    fs::write(s.src.join("changes"), "version 2, longer than version 1\n").unwrap();
+    yester_ok(
+        &s.repo,
+        &["backup", "--source", "web1", s.src.to_str().unwrap()],
+    );
+    let snaps: serde_json::Value =
+        serde_json::from_str(&yester_ok(&s.repo, &["snapshots", "--json"])).unwrap();
+    let web1 = snaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["source"] == "web1")
+        .count();
+    assert_eq!(web1, 1, "the old snapshot rotated away");
+    // "stable/" is the same directory tree in the new snapshot (same tree blob, same index),
+    // so only the snapshot in the handle tells the two apart.
+    let stale = |c: &mut Rpc, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let got = [
+                c.getattr(&same).0,
+                c.read(&same, 0, 100).0,
+                c.read(&changes, 0, 100).0,
+                c.lookup(&stable, "same").0,
+                c.lookup(&dir, "changes").0,
+                c.readdirplus(&stable),
+            ];
+            if got.iter().all(|&s| s == NFS3ERR_STALE) {
+                break;
+            }
+            // Until the server's view refreshes, the old snapshot's own bytes, never others.
+            assert_eq!(c.read(&changes, 0, 100).1, b"version 1\n", "{what}");
+            assert!(
+                Instant::now() < deadline,
+                "{what}: handles of the dropped snapshot are not STALE: {got:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    stale(&mut c, "after rotation");
+    yester_ok(&s.repo, &["prune"]);
+    stale(&mut c, "after prune");
+    // The point handle follows the point; a fresh walk finds the new version.
+    assert_eq!(c.getattr(&point).0, NFS3_OK);
+    let fresh = c.walk(&point, &format!("{path}/changes"));
+    assert_eq!(
+        c.read(&fresh, 0, 100).1,
+        b"version 2, longer than version 1\n"
+    );
+    assert_eq!(c.getattr(&dated).0, NFS3_OK, "/snapshots/web1 still exists");
+    // db1's snapshot has the very same trees; web1's old handles never reach it.
+    let (st, db) = c.mnt("/hourly.0/db1");
+    assert_eq!(st, 0);
+    let db_same = c.walk(&db, &format!("{path}/stable/same"));
+    assert_eq!(c.read(&db_same, 0, 100).0, NFS3_OK);
+    assert_eq!(c.getattr(&same).0, NFS3ERR_STALE);
+}
+
+#[test]
+fn nfs_write_procedures_answer_rofs_and_change_nothing() {
+    if !nfs_ok() {
+        return;
+    }
+    let s = setup("hourly=6");
+    let srv = server(&s, "/ 127.0.0.1(insecure,no_root_squash)\n");
+    let before = tree_fingerprint(&s.repo);
+    let mut c = Rpc::connect(1, srv.port);
+    let (st, root) = c.mnt("/latest/web1");
+    assert_eq!(st, 0);
+    let dir = c.walk(&root, &inside(&s.src));
+    let file = c.walk(&dir, "public");
+    // SETATTR, WRITE, CREATE, MKDIR, SYMLINK, MKNOD, REMOVE, RMDIR, RENAME, LINK, COMMIT, with
+    // plausible arguments (a handle, then a name or data), as root with no_root_squash.
+    for (proc_, name) in [
+        (2, "SETATTR"),
+        (7, "WRITE"),
+        (8, "CREATE"),
+        (9, "MKDIR"),
+        (10, "SYMLINK"),
+        (11, "MKNOD"),
+        (12, "REMOVE"),
+        (13, "RMDIR"),
+        (14, "RENAME"),
+        (15, "LINK"),
+        (21, "COMMIT"),
+    ] {
+        for fh in [&dir, &file] {
+            let mut a = Vec::new();
+            put_opaque(&mut a, fh);
+            put_opaque(&mut a, b"public");
+            a.extend_from_slice(&[0u8; 64]);
+            let r = c.call(NFS, proc_, &a);
+            assert_eq!(r.status(), NFS3ERR_ROFS, "{name}");
+        }
+    }
+    // Reads through every read procedure, then nothing in the repository has changed.
+    assert_eq!(c.read(&file, 0, 100).1, b"everyone\n");
+    assert_eq!(c.readdirplus(&dir), NFS3_OK);
+    let out = Command::new("nfs-ls")
+        .arg("-R")
+        .arg(srv.url("/latest/web1"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(before, tree_fingerprint(&s.repo), "the NFS server wrote");
+}
+
+// ---- FUSE -------------------------------------------------------------------------------------
+
+/// Run `sh -c SCRIPT` as nobody (uid and gid 65534, no groups).
+fn as_nobody(script: &str) -> std::process::Output {
+    Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "sh",
+            "-c",
+            script,
+        ])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn fuse_keeps_other_users_to_what_modes_allow_and_writes_nothing() {
+    if !fuse_available() {
+        return;
+    }
+    if !is_root() {
+        eprintln!("SKIPPING: needs root to own the files and run a reader as nobody");
+        return;
+    }
+    if Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("SKIPPING: setpriv not found (util-linux)");
+        return;
+    }
+    let s = setup("hourly=6");
+    let before = tree_fingerprint(&s.repo);
+    let shared = FuseMount::start(&s.repo, &s.base.join("shared"), &["--allow-other"]);
+    let d = shared.path(&format!("latest/web1/{}", inside(&s.src)));
+    let q = |p: &str| format!("'{}'", d.join(p).display());
+
+    // Readable as the modes say (0600 and 0644 are in tests/fuse_mount.rs; here: directories).
+    let out = as_nobody(&format!("cat {}", q("public")));
+    assert_eq!(
+        out.stdout,
+        b"everyone\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for script in [
+        format!("ls {}", q("private")),
+        format!("cat {}", q("private/inner")),
+        format!("cd {}", q("private")),
+        format!("cat {}", q("secret")),
+    ] {
+        let out = as_nobody(&script);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success()
+                && out.stdout.is_empty()
+                && (err.contains("Permission denied") || err.contains("can't cd")),
+            "as nobody: {script}: {err}"
+        );
+    }
+    let out = as_nobody(&format!("ls {}", q("")));
+    assert!(out.status.success());
+    // Nothing is writable, whatever the mode bits: each fails with EROFS or EACCES.
+    for script in [
+        format!("echo x > {}", q("public")),
+        format!("echo x >> {}", q("public")),
+        format!("touch {}", q("new-file")),
+        format!("mkdir {}", q("new-dir")),
+        format!("rm -f {}", q("public")),
+        format!("rmdir {}", q("stable")),
+        format!("chmod 666 {}", q("public")),
+        format!("chown 65534 {}", q("public")),
+        format!("mv {} {}", q("public"), q("moved")),
+        format!("ln -s x {}", q("link")),
+        format!("ln {} {}", q("public"), q("hard")),
+        format!("truncate -s 0 {}", q("public")),
+        format!("touch {}", q("public")),
+    ] {
+        let out = as_nobody(&script);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success()
+                && (err.contains("Read-only file system")
+                    || err.contains("Permission denied")
+                    || err.contains("Operation not permitted")),
+            "as nobody: {script}: {err}"
+        );
+    }
+    // Root cannot write either (EROFS); the tree is as it was.
+    let e = fs::write(d.join("public"), "x").unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(nix::libc::EROFS));
+    assert_eq!(fs::read(d.join("public")).unwrap(), b"everyone\n");
+    assert_eq!(
+        fs::read(d.join("private/inner")).unwrap(),
+        b"behind a closed door\n"
+    );
+    assert!(!d.join("new-file").exists() && !d.join("moved").exists());
+    // nosuid, nodev, ro on the mount itself.
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = info
+        .lines()
+        .find(|l| l.split(' ').nth(4) == shared.point.to_str())
+        .unwrap();
+    let opts = line.split(' ').nth(5).unwrap();
+    for o in ["ro", "nosuid", "nodev"] {
+        assert!(opts.split(',').any(|x| x == o), "{o} in {opts}");
+    }
+
+    // Without --allow-other, other users get nothing at all, not even the root directory.
+    let private = FuseMount::start(&s.repo, &s.base.join("private-mnt"), &[]);
+    let out = as_nobody(&format!("ls '{}'", private.point.display()));
+    assert!(
+        !out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = as_nobody(&format!(
+        "cat '{}'",
+        private
+            .path(&format!("latest/web1/{}/public", inside(&s.src)))
+            .display()
+    ));
+    assert!(!out.status.success() && out.stdout.is_empty());
+    assert!(
+        fs::read_dir(&private.point).is_ok(),
+        "the owner still reads it"
+    );
+    drop(private);
+    // (SIGTERM does not end an --allow-other mount: see docs/RELIABILITY.md.)
+    let status = shared.unmount();
+    assert!(status.success());
+    assert_eq!(before, tree_fingerprint(&s.repo), "the mount wrote");
+}
