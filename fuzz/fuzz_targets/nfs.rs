@@ -1,0 +1,9 @@
+//! Fuzz target: see `checks::nfs`.
+#![no_main]
+
+#[path = "../checks.rs"]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    checks::nfs(data);
+});
