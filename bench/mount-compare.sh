@@ -8,7 +8,6 @@
 # Needs root (drop_caches, FUSE), restic, borg (+ python3-llfuse), fusermount3, rsync,
 # GNU time (/usr/bin/time), GNU diff/find/grep, python3.
 set -euo pipefail
-BENCH_HOME=$(cd "$(dirname "$0")" && pwd)   # helpers shared by the bench scripts
 
 # ---------------------------------------------------------------- settings
 BENCH_TREE_MB=${BENCH_TREE_MB:-1500}        # size of the tree part (copies from /usr)
@@ -20,133 +19,30 @@ BENCH_MEASURES=${BENCH_MEASURES:-"find ls cat grep diff"}
 BENCH_REMOUNT=${BENCH_REMOUNT:-1}           # 1: fresh mount (cold daemon) for every measurement
 BENCH_REPEAT=${BENCH_REPEAT:-2}             # rounds of all measurements; the table shows the best
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-1200}        # seconds before one measurement is given up
-BENCH_KEEP=${BENCH_KEEP:-0}                 # 1: keep the work dir (data, repositories)
 BENCH_YESTER_CACHE=${BENCH_YESTER_CACHE:-}  # e.g. 256MiB: passed as yester mount --cache-size
-BENCH_SRC_ROOTS=${BENCH_SRC_ROOTS:-"/usr/include /usr/share /usr/lib"}
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-PROJECT_DIR=$(cd "$SCRIPT_DIR/.." && pwd)
-RESULTS_DIR=${BENCH_RESULTS_DIR:-$SCRIPT_DIR/results}
-STAMP=$(date +%Y%m%d-%H%M%S)
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY=python3
-
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-for t in restic borg fusermount3 rsync diff find grep sha256sum mountpoint; do
-    command -v "$t" >/dev/null || die "$t not found (apt-get install -y restic borgbackup fuse3 python3-llfuse rsync time)"
-done
-[ -x /usr/bin/time ] || die "/usr/bin/time not found (apt-get install -y time)"
+need restic borg fusermount3 rsync diff find grep sha256sum mountpoint timeout
+[ -x /usr/bin/time ] || die "/usr/bin/time not found ($BENCH_APT)"
 [ -e /dev/fuse ] || die "/dev/fuse missing"
 
-# ---------------------------------------------------------------- work dir and cleanup
-if [ -n "${BENCH_DIR:-}" ]; then
-    mkdir -p "$BENCH_DIR"
-    WORK=$(mktemp -d "$BENCH_DIR/yester-bench.XXXXXX")
-else
-    WORK=$(mktemp -d /var/tmp/yester-bench.XXXXXX)
-fi
-WORK=$(cd "$WORK" && pwd -P)
+bench_workdir yester-bench
 DATA=$WORK/data                 # what is backed up
-MNT=$WORK/mnt                   # mount points
-LOGS=$WORK/logs
-mkdir -p "$DATA/tree" "$DATA/vm" "$MNT"/{yester,restic,borg} "$LOGS"
+mkdir -p "$MNT"/{yester,restic,borg}
 
-declare -A DAEMON_PID=()
-
-unmount_one() { # MOUNTPOINT PID
-    local m=$1 pid=${2:-} i
-    if mountpoint -q "$m" 2>/dev/null; then
-        fusermount3 -u "$m" 2>/dev/null || { sleep 1; fusermount3 -u "$m" 2>/dev/null; } || fusermount3 -uz "$m" 2>/dev/null || true
-    fi
-    if [ -n "$pid" ]; then
-        for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        if kill -0 "$pid" 2>/dev/null; then
-            log "daemon $pid did not exit after unmount: sending TERM"
-            kill "$pid" 2>/dev/null || true
-            sleep 1
-        fi
-        wait "$pid" 2>/dev/null || true
-    fi
-}
-
-cleanup() {
-    local rc=$? t
-    set +e
-    for t in yester restic borg; do
-        unmount_one "$MNT/$t" "${DAEMON_PID[$t]:-}"
-    done
-    if [ "$BENCH_KEEP" = 1 ]; then
-        log "kept work dir $WORK"
-    else
-        rm -rf "$WORK"
-    fi
-    exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# ---------------------------------------------------------------- results
-mkdir -p "$RESULTS_DIR"
-TSV=$RESULTS_DIR/mount-$STAMP.tsv
-TXT=$RESULTS_DIR/mount-$STAMP.txt
+# This script's TSV has a round column: rec from lib.sh with the current $ROUND added.
+bench_results mount
 printf 'tool\tphase\tmetric\tround\tvalue\tunit\tnote\n' > "$TSV"
 ROUND=-
-rec() { # TOOL PHASE METRIC VALUE UNIT [NOTE]   (the current $ROUND goes in as well)
+rec() { # TOOL PHASE METRIC VALUE UNIT [NOTE]
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$ROUND" "$4" "$5" "${6:-}" >> "$TSV"
 }
 
-DROP_OK=unknown
-drop_caches() {
-    sync
-    if echo 3 > /proc/sys/vm/drop_caches 2>/dev/null; then
-        DROP_OK=yes
-    else
-        DROP_OK=no
-    fi
-}
-
-# ---------------------------------------------------------------- tools and versions
-if [ -n "${YESTER_BIN:-}" ]; then
-    [ -x "$YESTER_BIN" ] || die "YESTER_BIN=$YESTER_BIN is not executable"
-else
-    log "building yester (cargo build --release)"
-    (cd "$PROJECT_DIR" && cargo build --release --quiet) || die "cargo build failed"
-    YESTER_BIN=$PROJECT_DIR/target/release/yester
-fi
-# A private copy: others may rebuild target/ while we run.
-cp "$YESTER_BIN" "$WORK/yester"
-Y=$WORK/yester
-
-# What the binary was built from: YESTER_COMMIT if given (e.g. with YESTER_BIN built from a
-# `git archive` export), else this checkout's HEAD (+dirty if it has uncommitted changes).
-if [ -z "${YESTER_COMMIT:-}" ]; then
-    YESTER_COMMIT=$(git -C "$PROJECT_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)
-    if [ -n "$(git -C "$PROJECT_DIR" status --porcelain --untracked-files=no 2>/dev/null)" ]; then
-        YESTER_COMMIT="$YESTER_COMMIT+dirty"
-    fi
-fi
-RESTIC_VERSION=$(restic version | head -1)
-BORG_VERSION=$(borg --version)
-rec meta info date "$(date -Is)" -
-rec meta info host "$(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r)" -
-rec meta info yester_commit "$YESTER_COMMIT" -
-rec meta info yester_version "$("$Y" --version)" -
-rec meta info restic_version "$RESTIC_VERSION" -
-rec meta info borg_version "$BORG_VERSION" -
-rec meta info settings "TREE_MB=$BENCH_TREE_MB BIG_MB=$BENCH_BIG_MB BIG_DATA_MB=$BENCH_BIG_DATA_MB REMOUNT=$BENCH_REMOUNT REPEAT=$BENCH_REPEAT GREP=$BENCH_GREP YESTER_CACHE=${BENCH_YESTER_CACHE:-default}" -
-rec meta info loadavg_start "$(cut -d' ' -f1-3 /proc/loadavg)" -
-log "work dir $WORK; yester $YESTER_COMMIT; $RESTIC_VERSION; $BORG_VERSION"
+bench_yester
+bench_meta "TREE_MB=$BENCH_TREE_MB BIG_MB=$BENCH_BIG_MB BIG_DATA_MB=$BENCH_BIG_DATA_MB REMOUNT=$BENCH_REMOUNT REPEAT=$BENCH_REPEAT GREP=$BENCH_GREP YESTER_CACHE=${BENCH_YESTER_CACHE:-default}"
 
 # ---------------------------------------------------------------- 1. the data set
-log "selecting ~${BENCH_TREE_MB} MB of files from $BENCH_SRC_ROOTS"
-"$PY" "$BENCH_HOME/select-tree.py" "$BENCH_TREE_MB" $BENCH_SRC_ROOTS > "$WORK/files.list"
-log "copying $(wc -l < "$WORK/files.list") files with rsync"
-rsync -aH --files-from="$WORK/files.list" / "$DATA/tree/"
-
-log "writing a ${BENCH_BIG_MB} MiB VM-image-like file (${BENCH_BIG_DATA_MB} MiB real data, rest zeros)"
-"$PY" "$BENCH_HOME/make-image.py" "$DATA/vm/disk.img" "$BENCH_BIG_MB" "$BENCH_BIG_DATA_MB"
+make_dataset "$DATA"
 
 TREE_BYTES=$(du -sb "$DATA/tree" | cut -f1)
 TREE_FILES=$(find "$DATA/tree" -type f | wc -l)
@@ -168,39 +64,31 @@ case " $BENCH_TOOLS " in *" plain "*)
 esac
 
 # ---------------------------------------------------------------- 2. backups
-export RESTIC_PASSWORD=yester-bench
-export RESTIC_CACHE_DIR=$WORK/restic-cache
-export BORG_BASE_DIR=$WORK/borg-base
-export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
-REPO_Y=$WORK/repo-yester
-REPO_R=$WORK/repo-restic
-REPO_B=$WORK/repo-borg
-
-"$Y" init "$REPO_Y" > "$LOGS/yester-init.log" 2>&1
-restic init -r "$REPO_R" > "$LOGS/restic-init.log" 2>&1
-borg init --encryption none "$REPO_B" > "$LOGS/borg-init.log" 2>&1
+init_repos
 
 backup() { # TOOL CMD...
-    local tool=$1 tf rc=0 wall rss user sys
+    local tool=$1
     shift
-    tf=$(mktemp "$WORK/time.XXXXXX")
     drop_caches
     log "backup: $tool"
-    /usr/bin/time -f '%e %M %U %S' -o "$tf" "$@" > "$LOGS/$tool-backup.log" 2>&1 || rc=$?
-    read -r wall rss user sys < <(tail -1 "$tf")
-    rec "$tool" backup wall "$wall" s "drop_caches=$DROP_OK exit=$rc"
-    rec "$tool" backup peak_rss "$rss" KiB
-    rec "$tool" backup cpu "$(awk -v u="$user" -v s="$sys" 'BEGIN {printf "%.2f", u + s}')" s "user+sys"
-    [ "$rc" = 0 ] || log "WARNING: $tool backup exited $rc (see $LOGS/$tool-backup.log):$(tail -3 "$LOGS/$tool-backup.log")"
-    rm -f "$tf"
+    timed "$LOGS/$tool-backup.log" "$@"
+    rec "$tool" backup wall "$T_WALL" s "drop_caches=$DROP_OK exit=$T_RC${T_NOTE:+ $T_NOTE}"
+    rec "$tool" backup peak_rss "$T_RSS" KiB
+    rec "$tool" backup cpu "$T_CPU" s "user+sys"
+    [ "$T_RC" = 0 ] || log "WARNING: $tool backup exited $T_RC (see $LOGS/$tool-backup.log):$(tail -3 "$LOGS/$tool-backup.log")"
 }
-backup yester "$Y" -r "$REPO_Y" backup --source bench "$DATA"
-backup restic restic -r "$REPO_R" backup "$DATA"
-backup borg borg create --compression zstd,3 "$REPO_B::bench" "$DATA"
-rec yester repo size "$(du -sb "$REPO_Y" | cut -f1)" bytes
-rec restic repo size "$(du -sb "$REPO_R" | cut -f1)" bytes "plus local cache $(du -sb "$RESTIC_CACHE_DIR" 2>/dev/null | cut -f1) bytes"
-rec borg repo size "$(du -sb "$REPO_B" | cut -f1)" bytes "plus local cache $(du -sb "$BORG_BASE_DIR" 2>/dev/null | cut -f1) bytes"
-rec restic repo format "$(restic -r "$REPO_R" cat config 2>/dev/null | awk -F'[:,]' '/"version"/ {gsub(/ /, "", $2); print "v" $2}')" - "restic repository version (v2 = zstd compression)"
+if has "$BENCH_TOOLS" yester; then
+    backup yester "$Y" -r "$REPO_Y" backup --source bench "$DATA"
+    rec yester repo size "$(du -sb "$REPO_Y" | cut -f1)" bytes
+fi
+if has "$BENCH_TOOLS" restic; then
+    backup restic restic -r "$REPO_R" backup "$DATA"
+    rec restic repo size "$(du -sb "$REPO_R" | cut -f1)" bytes "plus local cache $(du -sb "$RESTIC_CACHE_DIR" 2>/dev/null | cut -f1) bytes"
+fi
+if has "$BENCH_TOOLS" borg; then
+    backup borg borg create --compression zstd,3 "$REPO_B::bench" "$DATA"
+    rec borg repo size "$(du -sb "$REPO_B" | cut -f1)" bytes "plus local cache $(du -sb "$BORG_BASE_DIR" 2>/dev/null | cut -f1) bytes"
+fi
 
 # ---------------------------------------------------------------- 3. mounts
 # Where the backed-up data dir shows up in each mount.
@@ -214,60 +102,10 @@ root_of() {
     esac
 }
 
-# Start the mount daemon of TOOL in the foreground (so $! is the daemon) and wait until it
-# answers. Records the time it took.
-MOUNT_WALL=
-do_mount() { # TOOL
-    local tool=$1 m=$MNT/$1 t0 pid i ready
-    [ "$tool" = plain ] && { MOUNT_WALL=0; return 0; }
-    drop_caches
-    t0=$(date +%s.%N)
-    case $tool in
-        yester)
-            local extra=()
-            [ -n "$BENCH_YESTER_CACHE" ] && extra=(--cache-size "$BENCH_YESTER_CACHE")
-            "$Y" -r "$REPO_Y" mount "$m" --foreground "${extra[@]}" >> "$LOGS/yester-mount.log" 2>&1 &
-            ;;
-        restic) restic -r "$REPO_R" mount "$m" >> "$LOGS/restic-mount.log" 2>&1 & ;;
-        borg) borg mount -f "$REPO_B::bench" "$m" >> "$LOGS/borg-mount.log" 2>&1 & ;;
-    esac
-    pid=$!
-    DAEMON_PID[$tool]=$pid
-    ready=0
-    for i in $(seq 1 3000); do
-        kill -0 "$pid" 2>/dev/null || break
-        if mountpoint -q "$m"; then
-            case $tool in
-                yester) [ -d "$m/latest/bench" ] && { ready=1; break; } ;;
-                restic) [ -e "$m/snapshots/latest" ] && { ready=1; break; } ;;
-                borg) ready=1; break ;;
-            esac
-        fi
-        sleep 0.05
-    done
-    MOUNT_WALL=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.2f", b - a}')
-    if [ "$ready" != 1 ]; then
-        log "WARNING: $tool mount did not come up (see $LOGS/$tool-mount.log)"
-        unmount_one "$m" "$pid"
-        DAEMON_PID[$tool]=
-        return 1
-    fi
-}
-
-do_unmount() { # TOOL
-    [ "$1" = plain ] && return 0
-    unmount_one "$MNT/$1" "${DAEMON_PID[$1]:-}"
-    DAEMON_PID[$1]=
-}
-
-daemon_hwm() { # PID -> KiB
-    awk '/^VmHWM:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo NA
-}
-daemon_cpu_ticks() { # PID -> utime+stime in ticks
-    # Field 2 (comm) may hold spaces: strip through the last ')'.
-    sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $12 + $13}' || echo 0
-}
-TICKS=$(getconf CLK_TCK)
+# Fresh daemons come from lib.sh (mount_start/mount_stop); borg mounts the one archive.
+BORG_MOUNT=$REPO_B::bench
+do_mount() { mount_start "$1"; }
+do_unmount() { mount_stop "$1"; }
 
 # Run one measurement for TOOL; R is the data dir as the tool shows it.
 run_measure() { # TOOL MEASURE
