@@ -83,6 +83,33 @@ fn daemonize(mountpoint: &Path) -> Result<u8> {
     bail!("the mount did not come up within 60 s");
 }
 
+/// With `AutoUnmount` the library's unmount only hangs up on a `fusermount3` helper that has
+/// already gone, and the mount would go on serving: unmount through the kernel instead.
+fn unmount_fallback(mountpoint: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        if mounted_device(mountpoint).is_none() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let unmounted = [("fusermount3", ["-u", "-z"]), ("umount", ["-l", "--"])]
+        .iter()
+        .any(|(cmd, args)| {
+            Command::new(cmd)
+                .args(args)
+                .arg(mountpoint)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+    if !unmounted {
+        tracing::warn!("cannot unmount {}", mountpoint.display());
+    }
+}
+
 /// Point stderr at /dev/null: a detached mount has nobody to tell.
 fn detach_stderr() {
     if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
@@ -153,12 +180,14 @@ pub fn mount(ctx: &Ctx, a: MountArgs) -> Result<u8> {
     })?;
     raise_readahead(&mountpoint);
     let mut unmounter = session.unmount_callable();
+    let mp = mountpoint.clone();
     std::thread::spawn(move || {
         if let Ok(sig) = signals.wait() {
             tracing::info!("{sig:?}: unmounting");
             if let Err(e) = unmounter.unmount() {
                 tracing::warn!("unmount failed: {e}");
             }
+            unmount_fallback(&mp);
         }
     });
     if a.detached {
