@@ -75,6 +75,7 @@ pub fn backup(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
         lock_wait: ctx.lock_wait,
         time: a.time,
         force: a.force,
+        jobs: a.jobs.map(usize::from),
     };
     let report = backup_mod::backup(
         &repo,
@@ -265,6 +266,7 @@ pub fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
     let opts = RestoreOptions {
         target: a.target.clone(),
         overwrite: a.overwrite,
+        jobs: a.jobs.map(usize::from),
     };
     let total = if ctx.quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         0

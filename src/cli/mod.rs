@@ -192,6 +192,10 @@ struct BackupArgs {
     /// Read every file, also those unchanged since the source's previous snapshot
     #[arg(long)]
     force: bool,
+    /// Worker threads that read, chunk, hash and compress (default: 4 per core; reading many
+    /// small files waits on the disk, so more threads than cores help)
+    #[arg(long, short = 'j', value_parser = clap::value_parser!(u16).range(1..=1024))]
+    jobs: Option<u16>,
     /// Record this time (RFC 3339) instead of now, e.g. to import old rsnapshot trees
     #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
     time: Option<std::time::SystemTime>,
@@ -298,6 +302,9 @@ struct RestoreArgs {
     /// Replace files that already exist
     #[arg(long)]
     overwrite: bool,
+    /// Threads writing files (default: 4 per core)
+    #[arg(long, short = 'j', value_parser = clap::value_parser!(u16).range(1..=1024))]
+    jobs: Option<u16>,
 }
 
 #[derive(Args)]

@@ -16,11 +16,17 @@ use super::{Ctx, MountArgs};
 /// Long-running servers: with glibc's default of 8 malloc arenas per core, freed chunk buffers
 /// stay in fragmented heaps and the process grows to about twice its cache size (measured:
 /// 529 MiB with a 256 MiB cache, 352 MiB with one arena). Two arenas keep that in check.
+/// Each NFS READ or FUSE read allocates and frees a few MiB; with glibc's sliding thresholds the
+/// heap was given back and faulted in again on every request (2 s of system time per GiB
+/// served over NFS). Fixed thresholds keep chunk-sized buffers on the heap and a little slack
+/// at its top: an NFS copy of a cached 256 MiB file took 0.4 s instead of 0.9 s, same peak RSS.
 pub fn limit_malloc_arenas() {
     // SAFETY: mallopt only changes allocator tuning; it is called before the servers start
     // their threads.
     unsafe {
         nix::libc::mallopt(nix::libc::M_ARENA_MAX, 2);
+        nix::libc::mallopt(nix::libc::M_MMAP_THRESHOLD, 8 << 20);
+        nix::libc::mallopt(nix::libc::M_TRIM_THRESHOLD, 32 << 20);
     }
 }
 
@@ -81,6 +87,33 @@ fn daemonize(mountpoint: &Path) -> Result<u8> {
         std::thread::sleep(Duration::from_millis(20));
     }
     bail!("the mount did not come up within 60 s");
+}
+
+/// With `AutoUnmount` the library's unmount only hangs up on a `fusermount3` helper that has
+/// already gone, and the mount would go on serving: unmount through the kernel instead.
+fn unmount_fallback(mountpoint: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        if mounted_device(mountpoint).is_none() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let unmounted = [("fusermount3", ["-u", "-z"]), ("umount", ["-l", "--"])]
+        .iter()
+        .any(|(cmd, args)| {
+            Command::new(cmd)
+                .args(args)
+                .arg(mountpoint)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+    if !unmounted {
+        tracing::warn!("cannot unmount {}", mountpoint.display());
+    }
 }
 
 /// Point stderr at /dev/null: a detached mount has nobody to tell.
@@ -153,12 +186,14 @@ pub fn mount(ctx: &Ctx, a: MountArgs) -> Result<u8> {
     })?;
     raise_readahead(&mountpoint);
     let mut unmounter = session.unmount_callable();
+    let mp = mountpoint.clone();
     std::thread::spawn(move || {
         if let Ok(sig) = signals.wait() {
             tracing::info!("{sig:?}: unmounting");
             if let Err(e) = unmounter.unmount() {
                 tracing::warn!("unmount failed: {e}");
             }
+            unmount_fallback(&mp);
         }
     });
     if a.detached {

@@ -4,15 +4,18 @@
 //! root, and the parent directories of a path are recorded with their real metadata but only
 //! the children that lead to backed-up paths.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
+use rayon::prelude::*;
 
 use super::chunker::Chunker;
 use super::error::{Error, Result};
@@ -20,9 +23,10 @@ use super::fsat::{self, Stat};
 use super::id::{BlobId, SnapshotId};
 use super::lock;
 use super::pack::BlobKind;
-use super::repo::{BlobReader, BlobWriter, Repository};
+use super::repo::{BlobReader, Repository};
 use super::snapshot::{load_all, LinkTable, Snapshot, SnapshotStats, SNAPSHOT_VERSION};
 use super::tree::{ChunkRef, Entry, HardlinkKey, NodeKind, Tree};
+use super::writer::SharedWriter;
 use std::os::fd::OwnedFd;
 
 /// What to back up and how.
@@ -40,6 +44,8 @@ pub struct BackupOptions {
     pub time: Option<SystemTime>,
     /// Read every file, even those unchanged since the source's previous snapshot.
     pub force: bool,
+    /// Threads that walk, read, chunk, hash and compress; `None`: [`super::threads::default_jobs`].
+    pub jobs: Option<usize>,
 }
 
 /// The result of a backup.
@@ -56,8 +62,8 @@ impl BackupReport {
     }
 }
 
-/// Receives progress while a backup runs.
-pub trait Progress {
+/// Receives progress while a backup runs (from any of its threads, one call at a time).
+pub trait Progress: Send {
     fn file_done(&mut self, _path: &Path, _bytes: u64) {}
     fn warning(&mut self, _msg: &str) {}
 }
@@ -127,20 +133,32 @@ fn absolute(p: &Path) -> Result<PathBuf> {
     Ok(parent.join(name))
 }
 
+/// Walks the backed-up paths on a pool of threads: the entries of a directory are saved in
+/// parallel (files read, chunked, hashed and compressed by the thread that took them), and
+/// the shared state below is only touched briefly per entry.
 struct Walker<'a, P: Progress> {
     repo: &'a Repository,
     /// Reads the previous snapshot's trees.
     reader: &'a BlobReader,
-    writer: BlobWriter<'a>,
+    writer: SharedWriter<'a>,
     excludes: Excludes,
     one_fs: bool,
-    stats: SnapshotStats,
-    warnings: Vec<String>,
-    progress: &'a mut P,
+    stats: Mutex<SnapshotStats>,
+    warnings: Mutex<Vec<String>>,
+    progress: Mutex<&'a mut P>,
     /// Names seen per hard-linked file.
-    links: LinkTable,
-    /// The chunker's buffer, shared by all files.
-    chunk_buf: Vec<u8>,
+    links: Mutex<LinkTable>,
+}
+
+thread_local! {
+    /// Each worker's chunker buffer, allocated once per thread (zeroing megabytes per small
+    /// file would dominate a backup); freed with the backup's thread pool.
+    static CHUNK_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Lock a mutex whose holder may have panicked: the data (counters, lists) stays usable.
+fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Metadata common to every kind of entry.
@@ -174,14 +192,14 @@ fn is_vanished(e: &io::Error) -> bool {
 }
 
 impl<P: Progress> Walker<'_, P> {
-    fn warn(&mut self, path: &Path, msg: impl std::fmt::Display) {
+    fn warn(&self, path: &Path, msg: impl std::fmt::Display) {
         let m = format!("{}: {msg}", path.display());
         tracing::warn!("{m}");
-        self.progress.warning(&m);
-        self.warnings.push(m);
+        guard(&self.progress).warning(&m);
+        guard(&self.warnings).push(m);
     }
 
-    fn xattrs(&mut self, dir: &OwnedFd, name: &[u8], path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    fn xattrs(&self, dir: &OwnedFd, name: &[u8], path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
         match fsat::xattrs_at(dir, name) {
             Ok(x) => x,
             // No xattrs on this file system, or the entry is gone (reported where it matters).
@@ -198,7 +216,7 @@ impl<P: Progress> Walker<'_, P> {
     /// Save a file's content; returns the chunk list and bytes read, or `None` when the file
     /// could not be read (a warning). Errors are the repository's and end the backup.
     fn save_file(
-        &mut self,
+        &self,
         dir: &OwnedFd,
         name: &[u8],
         path: &Path,
@@ -226,27 +244,14 @@ impl<P: Progress> Walker<'_, P> {
                 return Ok(None);
             }
         };
-        let mut chunker = Chunker::new(&file, self.repo.config.chunk_sizes, &mut self.chunk_buf);
-        let mut chunks = Vec::new();
-        let mut read: u64 = 0;
-        loop {
-            match chunker.next_chunk() {
-                Ok(Some(data)) => {
-                    read += data.len() as u64;
-                    let len = data.len() as u32;
-                    let id = self.repo.key.blob_id(data);
-                    // A failure to store is the repository's, not this file's: stop the backup.
-                    self.writer.add_with_id(id, BlobKind::Data, data)?;
-                    chunks.push(ChunkRef { id, len });
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    self.warn(path, format_args!("read error: {e}"));
-                    return Ok(None);
-                }
+        let (chunks, read) = match CHUNK_BUF.with_borrow_mut(|buf| self.chunk_file(&file, buf))? {
+            Ok(r) => r,
+            Err(e) => {
+                self.warn(path, format_args!("read error: {e}"));
+                return Ok(None);
             }
-        }
-        self.stats.bytes_read += read;
+        };
+        guard(&self.stats).bytes_read += read;
         if let Ok(after) = fsat::stat_fd(&file) {
             // ctime also moves when the file is linked or unlinked, which leaves the content
             // as read intact: only count it when the link count stayed the same.
@@ -264,8 +269,33 @@ impl<P: Progress> Walker<'_, P> {
         Ok(Some((chunks, read)))
     }
 
+    /// Chunk, hash and store an open file; `Ok(Err(e))` when reading it failed.
+    fn chunk_file(
+        &self,
+        file: &fs::File,
+        buf: &mut Vec<u8>,
+    ) -> Result<std::result::Result<(Vec<ChunkRef>, u64), io::Error>> {
+        let mut chunker = Chunker::new(file, self.repo.config.chunk_sizes, buf);
+        let mut chunks = Vec::new();
+        let mut read: u64 = 0;
+        loop {
+            match chunker.next_chunk() {
+                Ok(Some(data)) => {
+                    read += data.len() as u64;
+                    let len = data.len() as u32;
+                    let id = self.repo.key.blob_id(data);
+                    // A failure to store is the repository's, not this file's: stop the backup.
+                    self.writer.add_with_id(id, BlobKind::Data, data)?;
+                    chunks.push(ChunkRef { id, len });
+                }
+                Ok(None) => return Ok(Ok((chunks, read))),
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+    }
+
     /// The previous snapshot's tree of a directory, if it had one and it is readable.
-    fn prev_tree(&mut self, id: Option<BlobId>) -> Option<Tree> {
+    fn prev_tree(&self, id: Option<BlobId>) -> Option<Tree> {
         let id = id?;
         match self.reader.read_tree(&id) {
             Ok(t) => Some(t),
@@ -293,7 +323,7 @@ impl<P: Progress> Walker<'_, P> {
     /// Build the entry for `name` in `dir` (already lstat-ed as `st`); `None` if it had to be
     /// skipped. `path` is for messages and excludes only; nothing is looked up by it.
     fn save_entry(
-        &mut self,
+        &self,
         dir: &OwnedFd,
         name: &[u8],
         path: &Path,
@@ -304,20 +334,25 @@ impl<P: Progress> Walker<'_, P> {
         let mut e = entry_from_stat(name, st);
         match e.kind {
             NodeKind::File => {
-                if let Some(chunks) = self.unchanged_chunks(prev, st) {
+                let unchanged = if let Some(chunks) = self.unchanged_chunks(prev, st) {
                     e.chunks = chunks;
                     e.size = st.size;
-                    self.stats.files_unchanged += 1;
+                    true
                 } else {
                     let Some((chunks, read)) = self.save_file(dir, name, path, st)? else {
                         return Ok(None);
                     };
                     e.chunks = chunks;
                     e.size = read;
+                    false
+                };
+                {
+                    let mut stats = guard(&self.stats);
+                    stats.files += 1;
+                    stats.files_unchanged += u64::from(unchanged);
+                    stats.total_bytes += e.size;
                 }
-                self.stats.files += 1;
-                self.stats.total_bytes += e.size;
-                self.progress.file_done(path, e.size);
+                guard(&self.progress).file_done(path, e.size);
             }
             NodeKind::Dir => {
                 let id = if self.one_fs && st.dev != dev {
@@ -358,13 +393,13 @@ impl<P: Progress> Walker<'_, P> {
                     }
                 };
                 e.subtree = Some(id);
-                self.stats.dirs += 1;
+                guard(&self.stats).dirs += 1;
             }
             NodeKind::Symlink => match fsat::readlink_at(dir, name) {
                 Ok(t) => {
                     e.target = t;
                     e.size = e.target.len() as u64;
-                    self.stats.others += 1;
+                    guard(&self.stats).others += 1;
                 }
                 Err(err) if is_vanished(&err) => {
                     self.warn(path, "vanished before it could be read");
@@ -375,18 +410,18 @@ impl<P: Progress> Walker<'_, P> {
                     return Ok(None);
                 }
             },
-            _ => self.stats.others += 1,
+            _ => guard(&self.stats).others += 1,
         }
         e.xattrs = self.xattrs(dir, name, path);
         if let Some(key) = e.hardlink {
-            *self.links.counts.entry(key).or_default() += 1;
+            *guard(&self.links).counts.entry(key).or_default() += 1;
         }
         Ok(Some(e))
     }
 
     /// Save the whole directory open as `dir`; `None` if it could not be listed.
     fn save_dir(
-        &mut self,
+        &self,
         dir: &OwnedFd,
         path: &Path,
         dev: u64,
@@ -404,27 +439,38 @@ impl<P: Progress> Walker<'_, P> {
             }
         };
         names.sort();
+        let prev_id = prev;
         let prev = self.prev_tree(prev);
-        let mut tree = Tree::default();
-        for name in names {
-            let child = path.join(OsStr::from_bytes(&name));
-            if self.excludes.excluded(&child) {
-                continue;
-            }
-            let st = match fsat::stat_at(dir, &name) {
-                Ok(m) => m,
-                Err(e) if is_vanished(&e) => {
-                    self.warn(&child, "vanished before it could be read");
-                    continue;
+        let saved = names
+            .par_iter()
+            .map(|name| -> Result<Option<Entry>> {
+                let child = path.join(OsStr::from_bytes(name));
+                if self.excludes.excluded(&child) {
+                    return Ok(None);
                 }
-                Err(e) => {
-                    self.warn(&child, format_args!("cannot stat: {e}"));
-                    continue;
-                }
-            };
-            let prev_entry = prev.as_ref().and_then(|t| t.get(&name));
-            if let Some(e) = self.save_entry(dir, &name, &child, &st, dev, prev_entry)? {
-                tree.entries.push(e);
+                let st = match fsat::stat_at(dir, name) {
+                    Ok(m) => m,
+                    Err(e) if is_vanished(&e) => {
+                        self.warn(&child, "vanished before it could be read");
+                        return Ok(None);
+                    }
+                    Err(e) => {
+                        self.warn(&child, format_args!("cannot stat: {e}"));
+                        return Ok(None);
+                    }
+                };
+                let prev_entry = prev.as_ref().and_then(|t| t.get(name));
+                self.save_entry(dir, name, &child, &st, dev, prev_entry)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        drop(names);
+        let tree = Tree {
+            entries: saved.into_iter().flatten().collect(),
+        };
+        // An unchanged directory keeps its tree blob: no encoding, hashing or lookup.
+        if let (Some(id), Some(p)) = (prev_id, &prev) {
+            if *p == tree && self.writer.has(&id) {
+                return Ok(Some(id));
             }
         }
         Ok(Some(self.writer.add(BlobKind::Tree, &tree.encode())?))
@@ -432,7 +478,7 @@ impl<P: Progress> Walker<'_, P> {
 
     /// Save a directory above (or at) the backed-up paths.
     fn save_spine(
-        &mut self,
+        &self,
         dir: &OwnedFd,
         path: &Path,
         node: &PathNode,
@@ -449,7 +495,9 @@ impl<P: Progress> Walker<'_, P> {
                 // "partial" snapshot would push good ones out of the points.
                 let e = self.save_entry(dir, name, &child_path, &st, st.dev, prev_entry)?;
                 if e.is_none() {
-                    let why = self.warnings.last().cloned().unwrap_or_default();
+                    // Nothing ran in parallel for an entry that could not be opened at all, so
+                    // the newest warning is its own.
+                    let why = guard(&self.warnings).last().cloned().unwrap_or_default();
                     return Err(Error::Invalid(format!("{why}; no snapshot was made")));
                 }
                 e
@@ -463,7 +511,7 @@ impl<P: Progress> Walker<'_, P> {
                 let mut e = entry_from_stat(name, &st);
                 e.subtree = Some(self.writer.add(BlobKind::Tree, &sub.encode())?);
                 e.xattrs = self.xattrs(dir, name, &child_path);
-                self.stats.dirs += 1;
+                guard(&self.stats).dirs += 1;
                 Some(e)
             } else {
                 return Err(Error::Invalid(format!(
@@ -537,43 +585,61 @@ pub fn backup<P: Progress>(
     };
     let started = opts.time.unwrap_or_else(SystemTime::now);
     let clock = Instant::now();
-    let mut w = Walker {
+    let pool = super::threads::pool(opts.jobs, "backup")?;
+    let w = Walker {
         repo,
         reader: &reader,
-        writer: BlobWriter::new(repo, &reader.index),
+        writer: SharedWriter::start(repo, &reader.index)?,
         excludes: Excludes::new(&opts.excludes)?,
         one_fs: opts.one_file_system,
-        stats: SnapshotStats::default(),
-        warnings: Vec::new(),
-        progress,
-        links: LinkTable::default(),
-        chunk_buf: super::chunker::chunk_buffer(repo.config.chunk_sizes),
+        stats: Mutex::new(SnapshotStats::default()),
+        warnings: Mutex::new(Vec::new()),
+        progress: Mutex::new(progress),
+        links: Mutex::new(LinkTable::default()),
     };
-    let root_fd = fsat::open_root().map_err(|e| Error::io("/", e))?;
-    let root_tree = if root.target {
-        // Backing up `/` itself.
-        let st = fsat::stat_fd(&root_fd).map_err(|e| Error::io("/", e))?;
-        match w.save_dir(&root_fd, Path::new("/"), st.dev, parent)? {
-            Some(id) => id,
-            None => return Err(Error::Invalid("cannot read /".into())),
-        }
-    } else {
-        let t = w.save_spine(&root_fd, Path::new("/"), &root, parent)?;
-        w.writer.add(BlobKind::Tree, &t.encode())?
+    let walked = pool.install(|| -> Result<(BlobId, Option<BlobId>)> {
+        let root_fd = fsat::open_root().map_err(|e| Error::io("/", e))?;
+        let root_tree = if root.target {
+            // Backing up `/` itself.
+            let st = fsat::stat_fd(&root_fd).map_err(|e| Error::io("/", e))?;
+            match w.save_dir(&root_fd, Path::new("/"), st.dev, parent)? {
+                Some(id) => id,
+                None => return Err(Error::Invalid("cannot read /".into())),
+            }
+        } else {
+            let t = w.save_spine(&root_fd, Path::new("/"), &root, parent)?;
+            w.writer.add(BlobKind::Tree, &t.encode())?
+        };
+        let links = guard(&w.links);
+        let links = if links.counts.is_empty() {
+            None
+        } else {
+            Some(w.writer.add(BlobKind::Data, &links.encode())?)
+        };
+        Ok((root_tree, links))
+    });
+    drop(pool);
+    let Walker {
+        writer,
+        stats,
+        warnings,
+        ..
+    } = w;
+    let (root_tree, links) = match walked {
+        Ok(r) => r,
+        Err(e) => return Err(writer.abandon(e)),
     };
-    let links = if w.links.counts.is_empty() {
-        None
-    } else {
-        Some(w.writer.add(BlobKind::Data, &w.links.encode())?)
-    };
-    w.writer.flush()?;
+    let written = writer.finish()?;
     super::failpoint::failpoint("backup-before-snapshot");
-    let ws = w.writer.stats;
-    let mut stats = w.stats;
+    let ws = written.stats;
+    let mut stats = stats.into_inner().unwrap_or_else(|p| p.into_inner());
     stats.blobs_added = ws.blobs_added;
     stats.bytes_added = ws.bytes_added;
     stats.stored_bytes_added = ws.stored_bytes_added;
     stats.duration_secs = clock.elapsed().as_secs_f64();
+    // Threads finish in any order; sorted, the warnings follow the paths.
+    let mut warnings = warnings.into_inner().unwrap_or_else(|p| p.into_inner());
+    warnings.sort();
     let snapshot = Snapshot {
         version: SNAPSHOT_VERSION,
         time: humantime::format_rfc3339_nanos(started).to_string(),
@@ -585,7 +651,7 @@ pub fn backup<P: Progress>(
             .collect(),
         tree: root_tree,
         stats,
-        warnings: w.warnings,
+        warnings,
         links,
     };
     let id = snapshot.save(repo.backend.as_ref())?;

@@ -19,17 +19,24 @@ pub struct Chunker<'b, R> {
     eof: bool,
 }
 
-/// A buffer for [`Chunker`]: a few maximum chunks. Allocate it once and reuse it for every
-/// file (zeroing megabytes per small file would dominate a backup).
+/// Bytes of buffer a [`Chunker`] needs: two maximum chunks, so that after a refill a whole
+/// maximum chunk is always in view (or the end of the stream).
+fn buffer_len(params: ChunkerParams) -> usize {
+    (params.max_size as usize * 2).max(1 << 20)
+}
+
+/// A buffer for [`Chunker`]. Allocate it once and reuse it for every file (zeroing megabytes
+/// per small file would dominate a backup).
 pub fn chunk_buffer(params: ChunkerParams) -> Vec<u8> {
-    vec![0; (params.max_size as usize * 4).max(1 << 20)]
+    vec![0; buffer_len(params)]
 }
 
 impl<'b, R: Read> Chunker<'b, R> {
     pub fn new(reader: R, params: ChunkerParams, buf: &'b mut Vec<u8>) -> Self {
-        let want = (params.max_size as usize * 4).max(1 << 20);
+        let want = buffer_len(params);
         if buf.len() < want {
-            buf.resize(want, 0);
+            // Fresh zeroed pages (calloc), touched only as far as files reach.
+            *buf = vec![0; want];
         }
         Chunker {
             reader,

@@ -35,6 +35,9 @@ pub enum Error {
     /// Bytes read from the repository do not decode or do not match their checksum.
     #[error("{object}: corrupt: {what}")]
     Corrupt { object: String, what: String },
+    /// The packer thread of a backup stopped after a failed write (its error is reported).
+    #[error("the pack writer stopped")]
+    WriterStopped,
     /// A blob the repository should have is not in the index.
     #[error("blob {0} is missing from the repository index")]
     MissingBlob(String),

@@ -21,7 +21,9 @@ pub mod prune;
 pub mod repo;
 pub mod restore;
 pub mod snapshot;
+pub mod threads;
 pub mod tree;
+pub mod writer;
 
 pub use error::{Error, Result};
 pub use id::{BlobId, PackId, SnapshotId};

@@ -135,6 +135,18 @@ pub fn decode_blob(
     let raw = match entry.compression {
         Compression::None => stored.to_vec(),
         Compression::Zstd => {
+            // The frame records its content size (yester always writes it): one that disagrees
+            // with the entry is damage, found before reserving memory for a bogus length.
+            let framed = zstd::zstd_safe::get_frame_content_size(stored);
+            if !matches!(framed, Ok(Some(n)) if n == u64::from(entry.raw_len)) {
+                return Err(Error::corrupt(
+                    object,
+                    format!(
+                        "blob {} is not a zstd frame of its recorded length",
+                        entry.id.short()
+                    ),
+                ));
+            }
             zstd::bulk::decompress(stored, entry.raw_len as usize).map_err(|e| {
                 Error::corrupt(
                     object,

@@ -226,8 +226,9 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     }
     writer.flush()?;
     failpoint("prune-after-repack");
-    report.packs_written = writer.stats.packs_written;
-    let written_bytes = writer.stats.stored_bytes_added;
+    let written = writer.written();
+    report.packs_written = written.stats.packs_written;
+    let written_bytes = written.stats.stored_bytes_added;
 
     // 2. One index file for every pack kept as it is.
     let new_index = if keep.is_empty() {
@@ -241,9 +242,8 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     // 3. The old index files. Objects are named by content, so a pack or index file written
     //    just now may have the name of one that was there before (e.g. after a prune killed
     //    half-way): those stay.
-    let written_indexes: HashSet<String> =
-        writer.written_indexes.iter().map(|i| i.to_hex()).collect();
-    let written_packs: HashSet<String> = writer.written_packs.iter().map(|p| p.to_hex()).collect();
+    let written_indexes: HashSet<String> = written.indexes.iter().map(|i| i.to_hex()).collect();
+    let written_packs: HashSet<String> = written.packs.iter().map(|p| p.to_hex()).collect();
     for name in index_files
         .iter()
         .filter(|n| Some(*n) != new_index.as_ref() && !written_indexes.contains(*n))

@@ -1,17 +1,16 @@
-//! Opening a repository, reading blobs, and writing blobs into packs and index files.
+//! Opening a repository and reading blobs; writing them is [`super::writer`]'s.
 
-use std::collections::HashSet;
 use std::sync::Arc;
-
-use rayon::prelude::*;
 
 use super::backend::{Backend, Kind};
 use super::config::RepoConfig;
 use super::error::{Error, Result};
-use super::id::{BlobId, BlobKey, IndexId, PackId};
-use super::index::{encode_index_file, Index, IndexedPack};
-use super::pack::{decode_blob, BlobKind, EncodedBlob, PackBuilder};
+use super::id::{BlobId, BlobKey};
+use super::index::Index;
+use super::pack::decode_blob;
 use super::tree::{ChunkRef, Tree};
+
+pub use super::writer::{BlobWriter, WriteStats};
 
 /// Name of the config object.
 pub const CONFIG_NAME: &str = "config";
@@ -106,135 +105,5 @@ impl BlobReader {
     pub fn read_tree(&self, id: &BlobId) -> Result<Tree> {
         let bytes = self.read_blob(id)?;
         Tree::decode(&bytes, &format!("tree {}", id.short()))
-    }
-}
-
-/// Raw blobs gathered before compressing them in parallel.
-const BATCH_BYTES: usize = 8 << 20;
-/// Packs written before their entries go out as an index file.
-const PACKS_PER_INDEX: usize = 64;
-
-/// What a writer has added so far.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct WriteStats {
-    pub blobs_added: u64,
-    pub bytes_added: u64,
-    pub stored_bytes_added: u64,
-    pub packs_written: u64,
-}
-
-/// Adds blobs to new packs, skipping blobs the repository already has.
-///
-/// Nothing written is referenced until [`BlobWriter::flush`] has made all packs and index
-/// files durable; only then may a snapshot naming these blobs be saved.
-pub struct BlobWriter<'a> {
-    repo: &'a Repository,
-    index: &'a Index,
-    seen: HashSet<BlobId>,
-    batch: Vec<(BlobId, BlobKind, Vec<u8>)>,
-    batch_bytes: usize,
-    pack: PackBuilder,
-    unindexed: Vec<IndexedPack>,
-    pub stats: WriteStats,
-    /// Names of the packs and index files written (content-named: an identical object that
-    /// already existed has the same name).
-    pub written_packs: Vec<PackId>,
-    pub written_indexes: Vec<IndexId>,
-}
-
-impl<'a> BlobWriter<'a> {
-    pub fn new(repo: &'a Repository, index: &'a Index) -> Self {
-        BlobWriter {
-            repo,
-            index,
-            seen: HashSet::new(),
-            batch: Vec::new(),
-            batch_bytes: 0,
-            pack: PackBuilder::new(),
-            unindexed: Vec::new(),
-            stats: WriteStats::default(),
-            written_packs: Vec::new(),
-            written_indexes: Vec::new(),
-        }
-    }
-
-    /// Whether the repository or this writer already has the blob.
-    pub fn has(&self, id: &BlobId) -> bool {
-        self.seen.contains(id) || self.index.contains(id)
-    }
-
-    /// Add a blob by content; returns its id.
-    pub fn add(&mut self, kind: BlobKind, raw: &[u8]) -> Result<BlobId> {
-        let id = self.repo.key.blob_id(raw);
-        self.add_with_id(id, kind, raw)?;
-        Ok(id)
-    }
-
-    /// Add a blob whose id the caller computed with the repository key.
-    pub fn add_with_id(&mut self, id: BlobId, kind: BlobKind, raw: &[u8]) -> Result<()> {
-        if self.has(&id) {
-            return Ok(());
-        }
-        self.seen.insert(id);
-        self.batch_bytes += raw.len();
-        self.batch.push((id, kind, raw.to_vec()));
-        if self.batch_bytes >= BATCH_BYTES {
-            self.drain_batch()?;
-        }
-        Ok(())
-    }
-
-    fn drain_batch(&mut self) -> Result<()> {
-        let level = self.repo.config.compression_level;
-        let batch = std::mem::take(&mut self.batch);
-        self.batch_bytes = 0;
-        let encoded: Vec<Result<EncodedBlob>> = batch
-            .par_iter()
-            .map(|(id, kind, raw)| EncodedBlob::encode_with_id(*id, *kind, raw, level))
-            .collect();
-        for blob in encoded {
-            let blob = blob?;
-            self.stats.blobs_added += 1;
-            self.stats.bytes_added += u64::from(blob.raw_len);
-            self.stats.stored_bytes_added += blob.bytes.len() as u64;
-            self.pack.add(blob)?;
-            if self.pack.len() >= self.repo.config.pack_size as usize {
-                self.write_pack()?;
-            }
-        }
-        Ok(())
-    }
-
-    fn write_pack(&mut self) -> Result<()> {
-        if self.pack.is_empty() {
-            return Ok(());
-        }
-        let (id, bytes, entries) = std::mem::take(&mut self.pack).finish();
-        self.repo.backend.put(Kind::Pack, &id.to_hex(), &bytes)?;
-        self.stats.packs_written += 1;
-        self.written_packs.push(id);
-        self.unindexed.push(IndexedPack { pack: id, entries });
-        if self.unindexed.len() >= PACKS_PER_INDEX {
-            self.write_index()?;
-        }
-        Ok(())
-    }
-
-    fn write_index(&mut self) -> Result<()> {
-        if self.unindexed.is_empty() {
-            return Ok(());
-        }
-        let (id, bytes) = encode_index_file(&self.unindexed);
-        self.repo.backend.put(Kind::Index, &id.to_hex(), &bytes)?;
-        self.written_indexes.push(id);
-        self.unindexed.clear();
-        Ok(())
-    }
-
-    /// Make every added blob durable: write the open pack and the pending index entries.
-    pub fn flush(&mut self) -> Result<()> {
-        self.drain_batch()?;
-        self.write_pack()?;
-        self.write_index()
     }
 }

@@ -31,6 +31,8 @@ use super::tree::{Entry, HardlinkKey, NodeKind};
 pub struct RestoreOptions {
     pub target: PathBuf,
     pub overwrite: bool,
+    /// Threads writing content; `None`: [`super::threads::default_jobs`].
+    pub jobs: Option<usize>,
 }
 
 /// Receives progress while a restore runs (from several threads).
@@ -77,8 +79,13 @@ pub struct RestoreReport {
 
 /// Zero runs of at least this many bytes become holes.
 const HOLE_BLOCK: usize = 4096;
-/// Files whose content is written in parallel at a time (and at the end of each directory).
-const BATCH_FILES: usize = 256;
+/// Files whose content is written in parallel at a time; a batch also ends at this many bytes
+/// of content or this many finished directories (whose metadata waits for their files).
+const BATCH_FILES: usize = 1024;
+const BATCH_BYTES: u64 = 512 << 20;
+const BATCH_DIRS: usize = 4096;
+/// Big files are written as pieces of about this size, in parallel.
+const PIECE_BYTES: u64 = 16 << 20;
 
 /// A place in the target: a name in an open directory, and its path for messages.
 #[derive(Clone)]
@@ -139,7 +146,47 @@ struct Restorer<'a> {
     report: RestoreReport,
     /// Files created whose content and metadata are still to be written.
     pending: Vec<(Loc, Entry)>,
+    pending_bytes: u64,
+    /// Directories whose entries all exist; their metadata follows their files' content.
+    pending_dirs: Vec<(Loc, Entry)>,
     progress: &'a dyn RestoreProgress,
+}
+
+/// Part of a file to write: chunks `first..end` of `batch[file]`, starting at byte `offset`.
+struct Piece {
+    file: usize,
+    first: usize,
+    end: usize,
+    offset: u64,
+}
+
+/// Cut each file of a batch into pieces of about [`PIECE_BYTES`].
+fn pieces(batch: &[(Loc, Entry)]) -> Vec<Piece> {
+    let mut out = Vec::new();
+    for (file, (_, e)) in batch.iter().enumerate() {
+        let (mut first, mut offset, mut len) = (0, 0, 0);
+        for (i, c) in e.chunks.iter().enumerate() {
+            len += u64::from(c.len);
+            if len >= PIECE_BYTES {
+                out.push(Piece {
+                    file,
+                    first,
+                    end: i + 1,
+                    offset,
+                });
+                (first, offset, len) = (i + 1, offset + len, 0);
+            }
+        }
+        if first < e.chunks.len() {
+            out.push(Piece {
+                file,
+                first,
+                end: e.chunks.len(),
+                offset,
+            });
+        }
+    }
+    out
 }
 
 fn timespec(t: super::tree::Timestamp) -> TimeSpec {
@@ -205,6 +252,12 @@ impl Restorer<'_> {
                 let dir = dest.open_dir()?;
                 self.restore_tree(e.subtree.unwrap_or_default(), &dir, &dest.path)?;
                 self.report.dirs += 1;
+                // Mode and times once its files are written (a batch later, in `flush`).
+                self.pending_dirs.push((dest.clone(), e.clone()));
+                if self.pending_dirs.len() >= BATCH_DIRS {
+                    self.flush()?;
+                }
+                return Ok(());
             }
             NodeKind::File => {
                 self.create_file(e, dest)?;
@@ -271,28 +324,61 @@ impl Restorer<'_> {
     fn create_file(&mut self, e: &Entry, dest: &Loc) -> Result<()> {
         dest.open_file(OFlag::O_CREAT | OFlag::O_EXCL)?;
         self.pending.push((dest.clone(), e.clone()));
-        if self.pending.len() >= BATCH_FILES {
+        self.pending_bytes += e.size;
+        if self.pending.len() >= BATCH_FILES || self.pending_bytes >= BATCH_BYTES {
             self.flush()?;
         }
         Ok(())
     }
 
-    /// Write the content and metadata of the pending files, several at a time.
+    /// Write the content and metadata of the pending files, many pieces at a time, then the
+    /// metadata of the directories finished before them.
     fn flush(&mut self) -> Result<()> {
         let batch = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
         let (reader, is_root, progress) = (self.reader, self.is_root, self.progress);
-        let results: Vec<Result<(u64, Vec<String>)>> = batch
+        let pieces = pieces(&batch);
+        let written: Vec<Result<(u64, Option<Damage>)>> = pieces
             .par_iter()
-            .map(|(dest, e)| {
-                let (bytes, mut errors) = write_content(reader, e, dest)?;
-                progress.bytes_done(bytes);
-                errors.extend(set_metadata(e, dest, is_root));
-                Ok((bytes, errors))
+            .map(|p| {
+                let (dest, e) = &batch[p.file];
+                let r = write_piece(reader, e, dest, p)?;
+                progress.bytes_done(r.0);
+                Ok(r)
             })
             .collect();
-        for r in results {
-            let (bytes, errors) = r?;
+        // A damaged chunk is reported once per file, the first one, however many pieces met
+        // damage (pieces are in file order).
+        let mut damaged: Vec<Option<Damage>> = vec![None; batch.len()];
+        for (p, r) in pieces.iter().zip(written) {
+            let (bytes, err) = r?;
             self.report.bytes += bytes;
+            if damaged[p.file].is_none() {
+                damaged[p.file] = err;
+            }
+        }
+        let finished: Vec<Result<Vec<String>>> = batch
+            .par_iter()
+            .zip(damaged)
+            .map(|((dest, e), damage)| {
+                // After a damaged chunk the file ends at the bytes verified so far: padding it
+                // to its size would leave zeros where the data was, a wrong byte that looks
+                // restored.
+                let len = damage.as_ref().map_or(e.size, |d| d.at);
+                let f = dest.open_file(OFlag::empty())?;
+                f.set_len(len)
+                    .map_err(|err| Error::io(dest.path.display(), err))?;
+                drop(f);
+                let mut errors: Vec<String> = damage.into_iter().map(|d| d.msg).collect();
+                errors.extend(set_metadata(e, dest, is_root));
+                Ok(errors)
+            })
+            .collect();
+        for r in finished {
+            self.record(r?);
+        }
+        for (dest, e) in std::mem::take(&mut self.pending_dirs) {
+            let errors = set_metadata(&e, &dest, is_root);
             self.record(errors);
         }
         Ok(())
@@ -312,14 +398,23 @@ impl Restorer<'_> {
         for e in &tree.entries {
             self.restore_entry(e, &Loc::child(dir, path, &e.name))?;
         }
-        // The directory's own metadata comes after its files are complete.
-        self.flush()
+        Ok(())
     }
 }
 
 /// Restore `node`: the root's contents go into the target directory, an entry goes to
 /// `target/<its name>`.
 pub fn restore(
+    reader: &BlobReader,
+    node: &Node,
+    opts: &RestoreOptions,
+    progress: &dyn RestoreProgress,
+) -> Result<RestoreReport> {
+    super::threads::pool(opts.jobs, "restore")?
+        .install(|| restore_in_pool(reader, node, opts, progress))
+}
+
+fn restore_in_pool(
     reader: &BlobReader,
     node: &Node,
     opts: &RestoreOptions,
@@ -332,6 +427,8 @@ pub fn restore(
         links: HashMap::new(),
         report: RestoreReport::default(),
         pending: Vec::new(),
+        pending_bytes: 0,
+        pending_dirs: Vec::new(),
         progress,
     };
     fs::create_dir_all(&opts.target).map_err(|e| Error::io(opts.target.display(), e))?;
@@ -355,24 +452,37 @@ pub fn restore(
     Ok(r.report)
 }
 
-/// Write a file's content into the (already created) file, leaving holes for zero blocks;
-/// returns the bytes written and the problems (damaged chunks) met.
-fn write_content(reader: &BlobReader, e: &Entry, dest: &Loc) -> Result<(u64, Vec<String>)> {
+/// Where a file's content could not be restored, and why.
+#[derive(Clone)]
+struct Damage {
+    at: u64,
+    msg: String,
+}
+
+/// Write one piece of a file's content into the (already created) file, leaving holes for
+/// zero blocks; returns the bytes written and the damage met (the piece stops there).
+fn write_piece(
+    reader: &BlobReader,
+    e: &Entry,
+    dest: &Loc,
+    piece: &Piece,
+) -> Result<(u64, Option<Damage>)> {
     let f = dest.open_file(OFlag::empty())?;
-    let mut errors = Vec::new();
     let mut written = 0;
-    let mut pos: u64 = 0;
-    for c in &e.chunks {
-        let data = match reader.read_chunk(c) {
-            Ok(d) => d,
-            Err(err) => {
-                errors.push(format!(
-                    "{}: cannot restore content: {err}",
-                    dest.path.display()
-                ));
-                break;
+    let mut pos = piece.offset;
+    // Runs of one chunk (zeros in disk images) are read and verified once.
+    let mut last: Option<(BlobId, Vec<u8>)> = None;
+    for c in &e.chunks[piece.first..piece.end] {
+        if last.as_ref().is_none_or(|(id, _)| *id != c.id) {
+            match reader.read_chunk(c) {
+                Ok(d) => last = Some((c.id, d)),
+                Err(err) => {
+                    let msg = format!("{}: cannot restore content: {err}", dest.path.display());
+                    return Ok((written, Some(Damage { at: pos, msg })));
+                }
             }
-        };
+        }
+        let data = last.as_ref().map_or(&[][..], |(_, d)| d.as_slice());
         // Skip whole zero blocks so sparse files stay sparse.
         for block in data.chunks(HOLE_BLOCK) {
             if block.len() < HOLE_BLOCK || block.iter().any(|&b| b != 0) {
@@ -383,12 +493,7 @@ fn write_content(reader: &BlobReader, e: &Entry, dest: &Loc) -> Result<(u64, Vec
         }
         written += data.len() as u64;
     }
-    // After a damaged chunk the file ends at the bytes verified so far: padding it to its
-    // size would leave zeros where the data was, a wrong byte that looks restored.
-    let len = if errors.is_empty() { e.size } else { pos };
-    f.set_len(len)
-        .map_err(|err| Error::io(dest.path.display(), err))?;
-    Ok((written, errors))
+    Ok((written, None))
 }
 
 /// Owner, extended attributes, mode and times of a restored entry; returns the problems.

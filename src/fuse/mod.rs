@@ -224,6 +224,9 @@ impl Filesystem for YesterFs {
             InitFlags::FUSE_PARALLEL_DIROPS,
             InitFlags::FUSE_CACHE_SYMLINKS,
             InitFlags::FUSE_MAX_PAGES,
+            // The kernel then caches each inode's ACLs (or their absence) instead of asking
+            // for `system.posix_acl_*` on every `ls -l`, and enforces ACLs a backup holds.
+            InitFlags::FUSE_POSIX_ACL,
         ] {
             let _ = config.add_capabilities(flag);
         }

@@ -1,0 +1,291 @@
+//! Writing blobs: compress them, append them to packs, write the packs and their index files.
+//!
+//! Two front ends share one [`PackFiles`]: [`BlobWriter`] for single-threaded callers (prune),
+//! and [`SharedWriter`] for the parallel backup, where any number of threads compress their
+//! own blobs and one packer thread writes packs, so fsyncs overlap reading and compressing.
+//! Nothing written is referenced until the writer has been flushed or finished: only then may
+//! a snapshot naming these blobs be saved (docs/FORMAT.md, "Write protocol").
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use rayon::prelude::*;
+
+use super::backend::Kind;
+use super::error::{Error, Result};
+use super::id::{BlobId, IndexId, PackId};
+use super::index::{encode_index_file, Index, IndexedPack};
+use super::pack::{BlobKind, EncodedBlob, PackBuilder};
+use super::repo::Repository;
+
+/// Raw blobs gathered by [`BlobWriter`] before compressing them in parallel.
+const BATCH_BYTES: usize = 8 << 20;
+/// Packs written before their entries go out as an index file.
+const PACKS_PER_INDEX: usize = 64;
+/// Compressed blobs waiting for the packer thread. With 1 MiB chunks this bounds the queue to
+/// a few MiB; compressing threads wait while a pack is being written and synced.
+const PACKER_QUEUE: usize = 16;
+
+/// What a writer has added so far.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WriteStats {
+    pub blobs_added: u64,
+    pub bytes_added: u64,
+    pub stored_bytes_added: u64,
+    pub packs_written: u64,
+}
+
+/// Everything a finished writer wrote.
+#[derive(Clone, Debug, Default)]
+pub struct Written {
+    pub stats: WriteStats,
+    /// Names of the packs and index files written (content-named: an identical object that
+    /// already existed has the same name).
+    pub packs: Vec<PackId>,
+    pub indexes: Vec<IndexId>,
+}
+
+/// Appends encoded blobs to the open pack and writes full packs and index files.
+struct PackFiles {
+    repo: Repository,
+    pack: PackBuilder,
+    unindexed: Vec<IndexedPack>,
+    written: Written,
+}
+
+impl PackFiles {
+    fn new(repo: &Repository) -> Self {
+        PackFiles {
+            repo: repo.clone(),
+            pack: PackBuilder::new(),
+            unindexed: Vec::new(),
+            written: Written::default(),
+        }
+    }
+
+    fn add(&mut self, blob: EncodedBlob) -> Result<()> {
+        let stats = &mut self.written.stats;
+        stats.blobs_added += 1;
+        stats.bytes_added += u64::from(blob.raw_len);
+        stats.stored_bytes_added += blob.bytes.len() as u64;
+        self.pack.add(blob)?;
+        if self.pack.len() >= self.repo.config.pack_size as usize {
+            self.write_pack()?;
+        }
+        Ok(())
+    }
+
+    fn write_pack(&mut self) -> Result<()> {
+        if self.pack.is_empty() {
+            return Ok(());
+        }
+        let (id, bytes, entries) = std::mem::take(&mut self.pack).finish();
+        self.repo.backend.put(Kind::Pack, &id.to_hex(), &bytes)?;
+        self.written.stats.packs_written += 1;
+        self.written.packs.push(id);
+        self.unindexed.push(IndexedPack { pack: id, entries });
+        if self.unindexed.len() >= PACKS_PER_INDEX {
+            self.write_index()?;
+        }
+        Ok(())
+    }
+
+    fn write_index(&mut self) -> Result<()> {
+        if self.unindexed.is_empty() {
+            return Ok(());
+        }
+        let (id, bytes) = encode_index_file(&self.unindexed);
+        self.repo.backend.put(Kind::Index, &id.to_hex(), &bytes)?;
+        self.written.indexes.push(id);
+        self.unindexed.clear();
+        Ok(())
+    }
+
+    /// Write the open pack and the pending index entries: every added blob is durable.
+    fn flush(&mut self) -> Result<()> {
+        self.write_pack()?;
+        self.write_index()
+    }
+}
+
+/// Adds blobs to new packs from one thread, skipping blobs the repository already has.
+pub struct BlobWriter<'a> {
+    repo: &'a Repository,
+    index: &'a Index,
+    seen: HashSet<BlobId>,
+    batch: Vec<(BlobId, BlobKind, Vec<u8>)>,
+    batch_bytes: usize,
+    files: PackFiles,
+}
+
+impl<'a> BlobWriter<'a> {
+    pub fn new(repo: &'a Repository, index: &'a Index) -> Self {
+        BlobWriter {
+            repo,
+            index,
+            seen: HashSet::new(),
+            batch: Vec::new(),
+            batch_bytes: 0,
+            files: PackFiles::new(repo),
+        }
+    }
+
+    /// Whether the repository or this writer already has the blob.
+    pub fn has(&self, id: &BlobId) -> bool {
+        self.seen.contains(id) || self.index.contains(id)
+    }
+
+    /// Add a blob by content; returns its id.
+    pub fn add(&mut self, kind: BlobKind, raw: &[u8]) -> Result<BlobId> {
+        let id = self.repo.key.blob_id(raw);
+        self.add_with_id(id, kind, raw)?;
+        Ok(id)
+    }
+
+    /// Add a blob whose id the caller computed with the repository key.
+    pub fn add_with_id(&mut self, id: BlobId, kind: BlobKind, raw: &[u8]) -> Result<()> {
+        if self.has(&id) {
+            return Ok(());
+        }
+        self.seen.insert(id);
+        self.batch_bytes += raw.len();
+        self.batch.push((id, kind, raw.to_vec()));
+        if self.batch_bytes >= BATCH_BYTES {
+            self.drain_batch()?;
+        }
+        Ok(())
+    }
+
+    fn drain_batch(&mut self) -> Result<()> {
+        let level = self.repo.config.compression_level;
+        let batch = std::mem::take(&mut self.batch);
+        self.batch_bytes = 0;
+        let encoded: Vec<Result<EncodedBlob>> = batch
+            .par_iter()
+            .map(|(id, kind, raw)| EncodedBlob::encode_with_id(*id, *kind, raw, level))
+            .collect();
+        for blob in encoded {
+            self.files.add(blob?)?;
+        }
+        Ok(())
+    }
+
+    /// Make every added blob durable: write the open pack and the pending index entries.
+    pub fn flush(&mut self) -> Result<()> {
+        self.drain_batch()?;
+        self.files.flush()
+    }
+
+    /// What has been written so far.
+    pub fn written(&self) -> &Written {
+        &self.files.written
+    }
+}
+
+/// Adds blobs from many threads at once. Each caller compresses its own blobs; a packer
+/// thread appends them to packs and writes those, through a short bounded queue.
+pub struct SharedWriter<'a> {
+    repo: &'a Repository,
+    index: &'a Index,
+    /// Blobs claimed by some thread of this writer (so each new blob is compressed once).
+    seen: Mutex<HashSet<BlobId>>,
+    tx: SyncSender<EncodedBlob>,
+    packer: JoinHandle<(PackFiles, Result<()>)>,
+    /// Set when the walk failed: the packer then stops without writing what it holds.
+    abort: Arc<AtomicBool>,
+}
+
+impl<'a> SharedWriter<'a> {
+    /// Start the packer thread.
+    pub fn start(repo: &'a Repository, index: &'a Index) -> Result<Self> {
+        let (tx, rx) = sync_channel::<EncodedBlob>(PACKER_QUEUE);
+        let files = PackFiles::new(repo);
+        let abort = Arc::new(AtomicBool::new(false));
+        let stop = abort.clone();
+        let packer = std::thread::Builder::new()
+            .name("yester-packer".into())
+            .spawn(move || pack_loop(files, rx, &stop))
+            .map_err(|e| Error::io("packer thread", e))?;
+        Ok(SharedWriter {
+            repo,
+            index,
+            seen: Mutex::new(HashSet::new()),
+            tx,
+            packer,
+            abort,
+        })
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, HashSet<BlobId>> {
+        // A thread that panicked while holding the lock left the set intact (insert only).
+        self.seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the repository or this writer already has the blob.
+    pub fn has(&self, id: &BlobId) -> bool {
+        self.index.contains(id) || self.seen().contains(id)
+    }
+
+    /// Add a blob by content; returns its id.
+    pub fn add(&self, kind: BlobKind, raw: &[u8]) -> Result<BlobId> {
+        let id = self.repo.key.blob_id(raw);
+        self.add_with_id(id, kind, raw)?;
+        Ok(id)
+    }
+
+    /// Add a blob whose id the caller computed with the repository key; it is compressed on
+    /// the calling thread.
+    pub fn add_with_id(&self, id: BlobId, kind: BlobKind, raw: &[u8]) -> Result<()> {
+        if self.index.contains(&id) || !self.seen().insert(id) {
+            return Ok(());
+        }
+        let blob = EncodedBlob::encode_with_id(id, kind, raw, self.repo.config.compression_level)?;
+        // The packer only hangs up after a failed write; `finish` reports that failure.
+        self.tx.send(blob).map_err(|_| Error::WriterStopped)
+    }
+
+    /// Write the open pack and the index files and stop the packer: every added blob is then
+    /// durable. The packer's own error (say, a full disk) wins over [`Error::WriterStopped`].
+    pub fn finish(self) -> Result<Written> {
+        drop(self.tx);
+        match self.packer.join() {
+            Ok((files, Ok(()))) => Ok(files.written),
+            Ok((_, Err(e))) => Err(e),
+            Err(_) => Err(Error::Invalid("the packer thread panicked".into())),
+        }
+    }
+
+    /// The error to report for a walk that failed with `err`: the packer's if it failed first.
+    pub fn abandon(self, err: Error) -> Error {
+        self.abort.store(true, Ordering::SeqCst);
+        drop(self.tx);
+        match self.packer.join() {
+            Ok((_, Err(e))) if matches!(err, Error::WriterStopped) => e,
+            _ => err,
+        }
+    }
+}
+
+fn pack_loop(
+    mut files: PackFiles,
+    rx: Receiver<EncodedBlob>,
+    abort: &AtomicBool,
+) -> (PackFiles, Result<()>) {
+    for blob in rx.iter() {
+        if abort.load(Ordering::SeqCst) {
+            return (files, Ok(()));
+        }
+        if let Err(e) = files.add(blob) {
+            // Dropping the receiver (on return) makes every sender fail fast.
+            return (files, Err(e));
+        }
+    }
+    if abort.load(Ordering::SeqCst) {
+        return (files, Ok(()));
+    }
+    let res = files.flush();
+    (files, res)
+}
