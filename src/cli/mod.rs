@@ -192,8 +192,8 @@ struct BackupArgs {
     /// Read every file, also those unchanged since the source's previous snapshot
     #[arg(long)]
     force: bool,
-    /// Worker threads that read, chunk, hash and compress (default: 4 per core; reading many
-    /// small files waits on the disk, so more threads than cores help)
+    /// Worker threads that read, chunk, hash and compress (default: 2 per core, at least 4;
+    /// reading many small files waits on the disk, so more threads than cores help)
     #[arg(long, short = 'j', value_parser = clap::value_parser!(u16).range(1..=1024))]
     jobs: Option<u16>,
     /// Record this time (RFC 3339) instead of now, e.g. to import old rsnapshot trees
@@ -302,7 +302,7 @@ struct RestoreArgs {
     /// Replace files that already exist
     #[arg(long)]
     overwrite: bool,
-    /// Threads writing files (default: 4 per core)
+    /// Threads writing files (default: 2 per core, at least 4)
     #[arg(long, short = 'j', value_parser = clap::value_parser!(u16).range(1..=1024))]
     jobs: Option<u16>,
 }

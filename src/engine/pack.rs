@@ -100,9 +100,11 @@ impl EncodedBlob {
             zstd::bulk::compress(sample, 1).is_ok_and(|c| c.len() < sample.len() * 97 / 100)
         };
         if worth_trying {
-            let c = zstd::bulk::compress(raw, level)
+            let mut c = zstd::bulk::compress(raw, level)
                 .map_err(|e| Error::Invalid(format!("zstd: {e}")))?;
             if c.len() < raw.len() {
+                // zstd sized the buffer for the worst case; a queued blob holds what it uses.
+                c.shrink_to_fit();
                 return Ok(EncodedBlob {
                     id,
                     kind,
@@ -181,8 +183,16 @@ impl Default for PackBuilder {
 
 impl PackBuilder {
     pub fn new() -> Self {
+        Self::with_capacity(0)
+    }
+
+    /// A builder whose buffer holds `bytes` without growing: a pack that doubled its way
+    /// past `pack_size` would briefly need three times that.
+    pub fn with_capacity(bytes: usize) -> Self {
+        let mut buf = Vec::with_capacity(bytes.max(PACK_MAGIC.len()));
+        buf.extend_from_slice(PACK_MAGIC);
         PackBuilder {
-            buf: PACK_MAGIC.to_vec(),
+            buf,
             entries: Vec::new(),
         }
     }

@@ -27,7 +27,7 @@ const BATCH_BYTES: usize = 8 << 20;
 const PACKS_PER_INDEX: usize = 64;
 /// Compressed blobs waiting for the packer thread. With 1 MiB chunks this bounds the queue to
 /// a few MiB; compressing threads wait while a pack is being written and synced.
-const PACKER_QUEUE: usize = 16;
+const PACKER_QUEUE: usize = 8;
 
 /// What a writer has added so far.
 #[derive(Clone, Copy, Debug, Default)]
@@ -60,10 +60,16 @@ impl PackFiles {
     fn new(repo: &Repository) -> Self {
         PackFiles {
             repo: repo.clone(),
-            pack: PackBuilder::new(),
+            pack: Self::empty_pack(repo),
             unindexed: Vec::new(),
             written: Written::default(),
         }
+    }
+
+    /// A pack buffer with room for a full pack, its last blob and the trailer.
+    fn empty_pack(repo: &Repository) -> PackBuilder {
+        let max_blob = repo.config.chunk_sizes.max_size as usize;
+        PackBuilder::with_capacity(repo.config.pack_size as usize + max_blob + (1 << 20))
     }
 
     fn add(&mut self, blob: EncodedBlob) -> Result<()> {
@@ -82,7 +88,8 @@ impl PackFiles {
         if self.pack.is_empty() {
             return Ok(());
         }
-        let (id, bytes, entries) = std::mem::take(&mut self.pack).finish();
+        let full = std::mem::replace(&mut self.pack, Self::empty_pack(&self.repo));
+        let (id, bytes, entries) = full.finish();
         self.repo.backend.put(Kind::Pack, &id.to_hex(), &bytes)?;
         self.written.stats.packs_written += 1;
         self.written.packs.push(id);

@@ -48,10 +48,9 @@ async fn connection(stream: TcpStream, peer: SocketAddr, service: Arc<Service>) 
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(IN_FLIGHT_PER_CONNECTION);
     let writer = tokio::spawn(async move {
         while let Some(reply) = rx.recv().await {
-            let mut framed = Vec::with_capacity(reply.len() + 4);
-            framed.extend_from_slice(&(0x8000_0000u32 | reply.len() as u32).to_be_bytes());
-            framed.extend_from_slice(&reply);
-            if wr.write_all(&framed).await.is_err() {
+            // Record mark, then the reply as it is: no copy of a 1 MiB READ reply.
+            let mark = (0x8000_0000u32 | reply.len() as u32).to_be_bytes();
+            if wr.write_all(&mark).await.is_err() || wr.write_all(&reply).await.is_err() {
                 break;
             }
         }
