@@ -176,8 +176,13 @@ where
 }
 
 fn init(repo: &Path, levels: &str) {
+    init_with(repo, levels, &[]);
+}
+
+fn init_with(repo: &Path, levels: &str, extra: &[&str]) {
     let mut c = Command::new(yester_bin());
     c.args(["init", "--chunk-avg", common::CHUNK_AVG, "--levels", levels])
+        .args(extra)
         .arg(repo);
     run_cmd(c).expect_ok();
 }
@@ -1071,12 +1076,8 @@ fn power_loss_at_any_step_never_breaks_a_snapshot() {
     let mut rng = Rng::new("power_loss");
     let (_t, t) = temp_dir("yester-faults");
     let repo = t.join("repo");
-    init(&repo, "hourly=2,daily=2");
     // Small packs, so a backup writes several and a cut can fall between them.
-    let cfg_path = repo.join("config");
-    let mut cfg: serde_json::Value = serde_json::from_slice(&fs::read(&cfg_path).unwrap()).unwrap();
-    cfg["pack_size"] = serde_json::json!(256 * 1024);
-    fs::write(&cfg_path, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
+    init_with(&repo, "hourly=2,daily=2", &["--pack-size", "256KiB"]);
     let base = t.join("base");
     copy_tree(&repo, &base);
     let trace = t.join("trace");
@@ -1429,11 +1430,7 @@ impl Oracle {
 /// chunks, text and random data, an empty file), in packs of 512 KiB; and its oracle.
 fn corruption_base(t: &Path, rng: &mut Rng) -> (PathBuf, Oracle) {
     let repo = t.join("pristine");
-    init(&repo, "hourly=100");
-    let cfg_path = repo.join("config");
-    let mut cfg: serde_json::Value = serde_json::from_slice(&fs::read(&cfg_path).unwrap()).unwrap();
-    cfg["pack_size"] = serde_json::json!(512 * 1024);
-    fs::write(&cfg_path, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
+    init_with(&repo, "hourly=100", &["--pack-size", "512KiB"]);
     let data = t.join("data");
     for d in ["a", "b/c", "d"] {
         fs::create_dir_all(data.join(d)).unwrap();

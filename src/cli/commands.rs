@@ -43,6 +43,10 @@ pub fn init(ctx: &Ctx, a: InitArgs) -> Result<u8> {
         None => ctx.repo_path()?.clone(),
     };
     let mut config = RepoConfig::new(ChunkerParams::from_avg(a.chunk_avg)?, a.compression)?;
+    if !(1024..=1 << 30).contains(&a.pack_size) {
+        anyhow::bail!("--pack-size must be between 1KiB and 1GiB");
+    }
+    config.pack_size = a.pack_size;
     if let Some(l) = a.levels {
         config.levels = l.0;
     } else if let Some(l) = ctx.config.as_ref().and_then(|c| c.levels()) {

@@ -143,6 +143,10 @@ struct InitArgs {
     /// zstd compression level (1-19)
     #[arg(long, default_value_t = 3)]
     compression: i32,
+    /// Target size of pack files, e.g. 16MiB (1KiB-1GiB; smaller packs suit object stores
+    /// with small-object pricing, larger ones fewer files)
+    #[arg(long, default_value = "16MiB", value_parser = parse_size)]
+    pack_size: u32,
     /// Retention levels, lowest first, as NAME=KEEP,… [default: the config file's levels, else
     /// hourly=6,daily=7,weekly=4,monthly=6]
     #[arg(long, value_parser = parse_levels)]

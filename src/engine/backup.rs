@@ -11,6 +11,7 @@ use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -244,7 +245,7 @@ impl<P: Progress> Walker<'_, P> {
                 return Ok(None);
             }
         };
-        let (chunks, read) = match CHUNK_BUF.with_borrow_mut(|buf| self.chunk_file(&file, buf))? {
+        let (chunks, read) = match self.chunk_file(&file)? {
             Ok(r) => r,
             Err(e) => {
                 self.warn(path, format_args!("read error: {e}"));
@@ -270,27 +271,57 @@ impl<P: Progress> Walker<'_, P> {
     }
 
     /// Chunk, hash and store an open file; `Ok(Err(e))` when reading it failed.
+    ///
+    /// The first chunk is compressed here; later ones (big files) go to idle threads of the
+    /// pool, at most one per thread at a time, while this thread reads on: otherwise one big
+    /// file would be compressed on one core.
     fn chunk_file(
         &self,
         file: &fs::File,
-        buf: &mut Vec<u8>,
     ) -> Result<std::result::Result<(Vec<ChunkRef>, u64), io::Error>> {
-        let mut chunker = Chunker::new(file, self.repo.config.chunk_sizes, buf);
-        let mut chunks = Vec::new();
-        let mut read: u64 = 0;
-        loop {
-            match chunker.next_chunk() {
-                Ok(Some(data)) => {
+        let failed: Mutex<Option<Error>> = Mutex::new(None);
+        let in_flight = AtomicUsize::new(0);
+        let limit = rayon::current_num_threads();
+        // The buffer is borrowed inside the scope, so it is released before the scope waits
+        // for its tasks (and this thread, while waiting, may run another file's work).
+        let res = rayon::in_place_scope(|s| {
+            CHUNK_BUF.with_borrow_mut(|buf| {
+                let mut chunker = Chunker::new(file, self.repo.config.chunk_sizes, buf);
+                let mut chunks = Vec::new();
+                let mut read: u64 = 0;
+                loop {
+                    let data = match chunker.next_chunk() {
+                        Ok(Some(data)) => data,
+                        Ok(None) => return Ok(Ok((chunks, read))),
+                        Err(e) => return Ok(Err(e)),
+                    };
                     read += data.len() as u64;
                     let len = data.len() as u32;
                     let id = self.repo.key.blob_id(data);
-                    // A failure to store is the repository's, not this file's: stop the backup.
-                    self.writer.add_with_id(id, BlobKind::Data, data)?;
+                    if self.writer.claim(id) {
+                        if !chunks.is_empty() && in_flight.load(Ordering::Acquire) < limit {
+                            in_flight.fetch_add(1, Ordering::AcqRel);
+                            let raw = data.to_vec();
+                            let (failed, in_flight) = (&failed, &in_flight);
+                            s.spawn(move |_| {
+                                if let Err(e) = self.writer.store(id, BlobKind::Data, &raw) {
+                                    guard(failed).get_or_insert(e);
+                                }
+                                in_flight.fetch_sub(1, Ordering::AcqRel);
+                            });
+                        } else {
+                            // A failure to store is the repository's, not this file's: stop
+                            // the backup.
+                            self.writer.store(id, BlobKind::Data, data)?;
+                        }
+                    }
                     chunks.push(ChunkRef { id, len });
                 }
-                Ok(None) => return Ok(Ok((chunks, read))),
-                Err(e) => return Ok(Err(e)),
-            }
+            })
+        });
+        match failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(e) => Err(e),
+            None => res,
         }
     }
 

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::error::{Error, Result};
-use super::id::BlobKey;
+use super::id::{content_hash, BlobKey};
 
 /// The repository format version this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -147,6 +147,32 @@ pub struct RepoConfig {
     pub levels: Vec<Level>,
 }
 
+/// How the `check` field is written (the checksum's 64 hex digits follow).
+const CHECK_PREFIX: &[u8] = b",\n  \"check\": \"";
+
+/// A config's `check` is the BLAKE3 hash of its own bytes with the check's 64 hex digits
+/// replaced by `0`s. Repositories made before it existed have none and are taken as they are.
+fn verify_check(bytes: &[u8], v: &serde_json::Value, object: &str) -> Result<()> {
+    let Some(check) = v.get("check") else {
+        return Ok(());
+    };
+    let damaged = || Error::corrupt(object, "config checksum mismatch (damaged bytes)");
+    let hexsum = check.as_str().ok_or_else(damaged)?.as_bytes();
+    if hexsum.len() != 64 || !hexsum.iter().all(|b| b.is_ascii_hexdigit()) {
+        return Err(damaged());
+    }
+    let mut found = bytes.windows(64).enumerate().filter(|(_, w)| *w == hexsum);
+    let (Some((at, _)), None) = (found.next(), found.next()) else {
+        return Err(damaged());
+    };
+    let mut blank = bytes.to_vec();
+    blank[at..at + 64].fill(b'0');
+    if hex::encode(content_hash(&blank)).as_bytes() != hexsum {
+        return Err(damaged());
+    }
+    Ok(())
+}
+
 /// Default target size of a pack file.
 pub const DEFAULT_PACK_SIZE: u32 = 16 * 1024 * 1024;
 
@@ -176,6 +202,28 @@ impl RepoConfig {
     }
 
     /// Parse and validate the config bytes; `object` names the file for errors.
+    /// The bytes of the `config` object: pretty JSON with its `check` field last
+    /// (docs/FORMAT.md, "config").
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        let mut bytes =
+            serde_json::to_vec_pretty(self).map_err(|e| Error::Invalid(e.to_string()))?;
+        // `to_vec_pretty` of a struct ends with "\n}"; the check goes in as the last field.
+        if bytes.pop() != Some(b'}') {
+            return Err(Error::Invalid("config does not encode as an object".into()));
+        }
+        while bytes.last() == Some(&b'\n') {
+            bytes.pop();
+        }
+        let at = bytes.len() + CHECK_PREFIX.len();
+        bytes.extend_from_slice(CHECK_PREFIX);
+        bytes.extend_from_slice(&[b'0'; 64]);
+        bytes.extend_from_slice(b"\"\n}");
+        let sum = hex::encode(content_hash(&bytes));
+        bytes[at..at + 64].copy_from_slice(sum.as_bytes());
+        Ok(bytes)
+    }
+
+    /// Decode and validate a `config` object's bytes; `object` names it for errors.
     pub fn decode(bytes: &[u8], object: &str) -> Result<Self> {
         let v: serde_json::Value =
             serde_json::from_slice(bytes).map_err(|e| Error::corrupt(object, e))?;
@@ -190,6 +238,8 @@ impl RepoConfig {
                 supported: FORMAT_VERSION,
             });
         }
+        // After the version: a newer format may check itself differently.
+        verify_check(bytes, &v, object)?;
         let c: RepoConfig = serde_json::from_value(v).map_err(|e| Error::corrupt(object, e))?;
         if c.chunker != "fastcdc-v2020" {
             return Err(Error::corrupt(
@@ -225,6 +275,32 @@ impl RepoConfig {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_damaged_byte_of_a_written_config_is_refused() {
+        let c = RepoConfig::new(ChunkerParams::default(), 3).unwrap();
+        let bytes = c.encode().unwrap();
+        let back = RepoConfig::decode(&bytes, "config").unwrap();
+        assert_eq!(back.blob_key, c.blob_key);
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        // Renaming the field itself leaves an unknown field and no check: taken as an older
+        // repository's config (the only bytes a flip may change unnoticed).
+        let name = text.find("\"check\"").unwrap();
+        for i in 0..bytes.len() {
+            if (name..name + 7).contains(&i) {
+                continue;
+            }
+            let mut d = bytes.clone();
+            d[i] ^= 0x01;
+            assert!(
+                RepoConfig::decode(&d, "config").is_err(),
+                "flipped byte {i} ({:?}) accepted",
+                bytes[i] as char
+            );
+        }
+        let legacy = serde_json::to_vec_pretty(&c).unwrap();
+        assert!(RepoConfig::decode(&legacy, "config").is_ok());
+    }
+
     use super::*;
     use proptest::prelude::*;
 

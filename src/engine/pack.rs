@@ -124,6 +124,24 @@ impl EncodedBlob {
     }
 }
 
+thread_local! {
+    /// This thread's zstd decompression context: a restore or a mount reads tens of thousands
+    /// of small blobs, and setting a context up for each costs about as much as using it.
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Decompress a frame of at most `capacity` bytes with this thread's context.
+fn zstd_decompress(stored: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with_borrow_mut(|d| {
+        let d = match d {
+            Some(d) => d,
+            None => d.insert(zstd::bulk::Decompressor::new()?),
+        };
+        d.decompress(stored, capacity)
+    })
+}
+
 /// Decode a stored blob and verify it hashes to its id. `object` names it for errors.
 pub fn decode_blob(
     key: &BlobKey,
@@ -149,7 +167,7 @@ pub fn decode_blob(
                     ),
                 ));
             }
-            zstd::bulk::decompress(stored, entry.raw_len as usize).map_err(|e| {
+            zstd_decompress(stored, entry.raw_len as usize).map_err(|e| {
                 Error::corrupt(
                     object,
                     format!("blob {} does not decompress: {e}", entry.id.short()),

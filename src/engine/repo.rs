@@ -27,8 +27,7 @@ impl Repository {
     /// Create a new repository in an empty store.
     pub fn init(backend: Arc<dyn Backend>, config: RepoConfig) -> Result<Self> {
         backend.create()?;
-        let bytes =
-            serde_json::to_vec_pretty(&config).map_err(|e| Error::Invalid(e.to_string()))?;
+        let bytes = config.encode()?;
         if !backend.put_new(Kind::Config, CONFIG_NAME, &bytes)? {
             return Err(Error::AlreadyExists(backend.location().into()));
         }

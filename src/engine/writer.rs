@@ -246,9 +246,20 @@ impl<'a> SharedWriter<'a> {
     /// Add a blob whose id the caller computed with the repository key; it is compressed on
     /// the calling thread.
     pub fn add_with_id(&self, id: BlobId, kind: BlobKind, raw: &[u8]) -> Result<()> {
-        if self.index.contains(&id) || !self.seen().insert(id) {
-            return Ok(());
+        if self.claim(id) {
+            self.store(id, kind, raw)?;
         }
+        Ok(())
+    }
+
+    /// Whether `id` is new to the repository and to this writer; if so it is now the
+    /// caller's to [`SharedWriter::store`] (and no other thread's).
+    pub fn claim(&self, id: BlobId) -> bool {
+        !self.index.contains(&id) && self.seen().insert(id)
+    }
+
+    /// Compress a claimed blob on the calling thread and queue it for the packer.
+    pub fn store(&self, id: BlobId, kind: BlobKind, raw: &[u8]) -> Result<()> {
         let blob = EncodedBlob::encode_with_id(id, kind, raw, self.repo.config.compression_level)?;
         // The packer only hangs up after a failed write; `finish` reports that failure.
         self.tx.send(blob).map_err(|_| Error::WriterStopped)
