@@ -15,6 +15,7 @@
 //! plays several NFS clients.
 
 mod common;
+use common::xdr::{get_opaque, get_u32, put_opaque, put_u32, Reply};
 use common::{
     fuse_available, is_mounted, is_root, nfs_client_available, temp_dir, tree_fingerprint,
     FuseMount, NfsServer,
@@ -46,47 +47,6 @@ const MNT3ERR_ACCES: u32 = 13;
 const MNT3ERR_NOTDIR: u32 = 20;
 /// RPC accept status for undecodable arguments.
 const GARBAGE_ARGS: u32 = 4;
-
-fn put_u32(b: &mut Vec<u8>, v: u32) {
-    b.extend_from_slice(&v.to_be_bytes());
-}
-
-fn put_opaque(b: &mut Vec<u8>, d: &[u8]) {
-    put_u32(b, d.len() as u32);
-    b.extend_from_slice(d);
-    b.extend(std::iter::repeat_n(0, (4 - d.len() % 4) % 4));
-}
-
-fn get_u32(b: &[u8], pos: &mut usize) -> u32 {
-    let v = u32::from_be_bytes(b[*pos..*pos + 4].try_into().unwrap());
-    *pos += 4;
-    v
-}
-
-fn get_opaque(b: &[u8], pos: &mut usize) -> Vec<u8> {
-    let n = get_u32(b, pos) as usize;
-    let v = b[*pos..*pos + n].to_vec();
-    *pos += n + (4 - n % 4) % 4;
-    v
-}
-
-/// A reply: the RPC accept status and the procedure's results.
-struct Reply {
-    stat: u32,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    /// The NFS or MOUNT status (the first word of the results).
-    fn status(&self) -> u32 {
-        assert_eq!(
-            self.stat, 0,
-            "call not accepted (accept status {})",
-            self.stat
-        );
-        u32::from_be_bytes(self.body[..4].try_into().unwrap())
-    }
-}
 
 /// One NFS client: a TCP connection from 127.0.0.`host` (port chosen by the kernel; the
 /// exports here are `insecure`, the secure-port rule is tested in tests/nfs_server.rs).

@@ -1,6 +1,9 @@
 //! The NFSv3 server with a real client (libnfs-utils: nfs-ls, nfs-cat, nfs-cp) and a raw RPC
 //! client for what the tools cannot show: handles, credentials, ports, page sizes, garbage.
 
+mod common;
+use common::xdr::{get_opaque, get_u32, put_opaque, put_u32, Reply};
+
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -122,43 +125,6 @@ fn tool(cmd: &str, args: &[&str]) -> Output {
 struct Rpc {
     s: TcpStream,
     xid: u32,
-}
-
-fn put_u32(b: &mut Vec<u8>, v: u32) {
-    b.extend_from_slice(&v.to_be_bytes());
-}
-
-fn put_opaque(b: &mut Vec<u8>, d: &[u8]) {
-    put_u32(b, d.len() as u32);
-    b.extend_from_slice(d);
-    b.extend(std::iter::repeat_n(0, (4 - d.len() % 4) % 4));
-}
-
-fn get_u32(b: &[u8], pos: &mut usize) -> u32 {
-    let v = u32::from_be_bytes(b[*pos..*pos + 4].try_into().unwrap());
-    *pos += 4;
-    v
-}
-
-fn get_opaque(b: &[u8], pos: &mut usize) -> Vec<u8> {
-    let n = get_u32(b, pos) as usize;
-    let v = b[*pos..*pos + n].to_vec();
-    *pos += n + (4 - n % 4) % 4;
-    v
-}
-
-/// Reply of a call: the accept status (or 100 + auth_stat when denied) and the results.
-struct Reply {
-    stat: u32,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    /// The first word of the results: the NFS or MOUNT status.
-    fn status(&self) -> u32 {
-        assert_eq!(self.stat, 0, "call not accepted");
-        u32::from_be_bytes(self.body[..4].try_into().unwrap())
-    }
 }
 
 impl Rpc {

@@ -987,3 +987,47 @@ impl Drop for ReadOnlyBind {
         let _ = Command::new("umount").arg("-l").arg(&self.path).status();
     }
 }
+
+/// XDR pieces of the raw ONC RPC clients in tests/nfs_server.rs and tests/access.rs.
+pub mod xdr {
+    pub fn put_u32(b: &mut Vec<u8>, v: u32) {
+        b.extend_from_slice(&v.to_be_bytes());
+    }
+
+    pub fn put_opaque(b: &mut Vec<u8>, d: &[u8]) {
+        put_u32(b, d.len() as u32);
+        b.extend_from_slice(d);
+        b.extend(std::iter::repeat_n(0, (4 - d.len() % 4) % 4));
+    }
+
+    pub fn get_u32(b: &[u8], pos: &mut usize) -> u32 {
+        let v = u32::from_be_bytes(b[*pos..*pos + 4].try_into().unwrap());
+        *pos += 4;
+        v
+    }
+
+    pub fn get_opaque(b: &[u8], pos: &mut usize) -> Vec<u8> {
+        let n = get_u32(b, pos) as usize;
+        let v = b[*pos..*pos + n].to_vec();
+        *pos += n + (4 - n % 4) % 4;
+        v
+    }
+
+    /// A reply: the RPC accept status (or 100 + auth_stat when denied) and the results.
+    pub struct Reply {
+        pub stat: u32,
+        pub body: Vec<u8>,
+    }
+
+    impl Reply {
+        /// The NFS or MOUNT status (the first word of the results).
+        pub fn status(&self) -> u32 {
+            assert_eq!(
+                self.stat, 0,
+                "call not accepted (accept status {})",
+                self.stat
+            );
+            u32::from_be_bytes(self.body[..4].try_into().unwrap())
+        }
+    }
+}
