@@ -23,8 +23,11 @@ use super::repo::Repository;
 
 /// Raw blobs gathered by [`BlobWriter`] before compressing them in parallel.
 const BATCH_BYTES: usize = 8 << 20;
-/// Packs written before their entries go out as an index file.
+/// Packs written before their entries go out as an index file...
 const PACKS_PER_INDEX: usize = 64;
+/// ...or blob entries, whichever comes first: packs of small files hold thousands of blobs
+/// each, and the entries waiting for their index file would grow with the backup.
+const ENTRIES_PER_INDEX: usize = 32_768;
 /// Compressed blobs waiting for the packer thread. With 1 MiB chunks this bounds the queue to
 /// a few MiB; compressing threads wait while a pack is being written and synced.
 const PACKER_QUEUE: usize = 8;
@@ -53,6 +56,7 @@ struct PackFiles {
     repo: Repository,
     pack: PackBuilder,
     unindexed: Vec<IndexedPack>,
+    unindexed_entries: usize,
     written: Written,
 }
 
@@ -62,6 +66,7 @@ impl PackFiles {
             repo: repo.clone(),
             pack: Self::empty_pack(repo),
             unindexed: Vec::new(),
+            unindexed_entries: 0,
             written: Written::default(),
         }
     }
@@ -93,8 +98,9 @@ impl PackFiles {
         self.repo.backend.put(Kind::Pack, &id.to_hex(), &bytes)?;
         self.written.stats.packs_written += 1;
         self.written.packs.push(id);
+        self.unindexed_entries += entries.len();
         self.unindexed.push(IndexedPack { pack: id, entries });
-        if self.unindexed.len() >= PACKS_PER_INDEX {
+        if self.unindexed.len() >= PACKS_PER_INDEX || self.unindexed_entries >= ENTRIES_PER_INDEX {
             self.write_index()?;
         }
         Ok(())
@@ -108,6 +114,7 @@ impl PackFiles {
         self.repo.backend.put(Kind::Index, &id.to_hex(), &bytes)?;
         self.written.indexes.push(id);
         self.unindexed.clear();
+        self.unindexed_entries = 0;
         Ok(())
     }
 

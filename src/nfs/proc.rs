@@ -208,17 +208,19 @@ impl Service {
         };
         let result = match (call.prog, call.vers) {
             (NFS_PROGRAM, NFS_VERSION) => self.nfs(&call, &caller),
-            (MOUNT_PROGRAM, MOUNT_VERSION) => self.mount(&call, &caller),
+            (MOUNT_PROGRAM, MOUNT_VERSION) => self.mount(&call, &caller).map(|body| {
+                body.map(|body| {
+                    let mut w = rpc::accepted(call.xid, rpc::SUCCESS);
+                    w.buf.extend_from_slice(&body);
+                    w.buf
+                })
+            }),
             (NFS_PROGRAM, _) => return Some(rpc::prog_mismatch(call.xid, NFS_VERSION)),
             (MOUNT_PROGRAM, _) => return Some(rpc::prog_mismatch(call.xid, MOUNT_VERSION)),
             _ => return Some(rpc::accepted(call.xid, rpc::PROG_UNAVAIL).buf),
         };
         Some(match result {
-            Ok(Some(body)) => {
-                let mut w = rpc::accepted(call.xid, rpc::SUCCESS);
-                w.buf.extend_from_slice(&body);
-                w.buf
-            }
+            Ok(Some(reply)) => reply,
             Ok(None) => rpc::accepted(call.xid, rpc::PROC_UNAVAIL).buf,
             Err(Garbage) => rpc::accepted(call.xid, rpc::GARBAGE_ARGS).buf,
         })
@@ -295,9 +297,11 @@ impl Service {
 
     // ---- NFS --------------------------------------------------------------------------------
 
+    /// An NFS call's whole reply, RPC header included: written in place, so a READ's data is
+    /// not copied again behind a header.
     fn nfs(&self, call: &Call, caller: &Caller) -> Result<Option<Vec<u8>>, Garbage> {
         let mut r = Reader::new(call.args);
-        let mut w = Writer::default();
+        let mut w = rpc::accepted(call.xid, rpc::SUCCESS);
         let rofs = |w: &mut Writer, wccs: usize| {
             w.item(&nfsstat3::NFS3ERR_ROFS);
             for _ in 0..wccs {
@@ -485,23 +489,31 @@ impl Service {
                 return Err(nfsstat3::NFS3ERR_ACCES);
             }
             let f = self.open_file(&t.node).map_err(|e| stat_of(&e))?;
-            let data = self.vfs.read(&f, offset, count).map_err(|e| stat_of(&e))?;
-            Ok((a, data))
+            Ok((a, f))
         });
-        match res {
-            Ok((a, data)) => {
-                let eof = offset.saturating_add(data.len() as u64) >= a.size;
-                // Room for the data up front, instead of doubling the buffer towards 1 MiB.
-                w.buf.reserve(data.len() + 256);
-                w.item(&nfsstat3::NFS3_OK)
-                    .item(&post_op_attr::attributes(fattr(&a)))
-                    .u32(data.len() as u32)
-                    .bool(eof)
-                    .opaque(&data);
+        let start = w.buf.len();
+        let res = res.and_then(|(a, f)| {
+            // The data goes straight into the reply (no copy of up to 1 MiB in between); the
+            // count, eof and length words are filled in once its length is known.
+            w.item(&nfsstat3::NFS3_OK)
+                .item(&post_op_attr::attributes(fattr(&a)));
+            let words = w.buf.len();
+            w.u32(0).bool(false).u32(0);
+            let data = w.buf.len();
+            if let Err(e) = self.vfs.read_into(&f, offset, count, &mut w.buf) {
+                w.buf.truncate(start);
+                return Err(stat_of(&e));
             }
-            Err(s) => {
-                w.item(&s).item(&post_op_attr::Void);
-            }
+            let n = w.buf.len() - data;
+            let eof = offset.saturating_add(n as u64) >= a.size;
+            w.buf[words..words + 4].copy_from_slice(&(n as u32).to_be_bytes());
+            w.buf[words + 4..words + 8].copy_from_slice(&u32::from(eof).to_be_bytes());
+            w.buf[words + 8..words + 12].copy_from_slice(&(n as u32).to_be_bytes());
+            w.buf.extend(std::iter::repeat_n(0, (4 - n % 4) % 4));
+            Ok(())
+        });
+        if let Err(s) = res {
+            w.item(&s).item(&post_op_attr::Void);
         }
         Ok(())
     }
@@ -515,6 +527,8 @@ impl Service {
         caller: &Caller,
         plus: bool,
     ) -> Result<(), Garbage> {
+        // Where this procedure's results start (after the RPC header).
+        let start = w.buf.len();
         let t = self.target(r, caller)?;
         let cookie = r.u64()?;
         let _verf = r.fixed(8)?;
@@ -550,8 +564,9 @@ impl Service {
         w.item(&nfsstat3::NFS3_OK)
             .item(&post_op_attr::attributes(fattr(&a)))
             .fixed(&[0u8; 8]);
-        // Reply so far, plus the final "no more entries" and eof words.
-        let mut size = w.buf.len() + 8 + 28; // + RPC reply header
+        // Reply so far (RPC header included), plus the final "no more entries" and eof words,
+        // plus record marking.
+        let mut size = w.buf.len() + 8 + 4;
         let mut dirbytes = 0usize;
         let mut pos = cookie;
         let mut added = 0;
@@ -591,7 +606,7 @@ impl Service {
             }
             if size + e.buf.len() > maxcount || dirbytes + entry_dir > dircount {
                 if added == 0 {
-                    w.buf.clear();
+                    w.buf.truncate(start);
                     w.item(&nfsstat3::NFS3ERR_TOOSMALL)
                         .item(&post_op_attr::attributes(fattr(&a)));
                     return Ok(());

@@ -36,11 +36,24 @@ impl OpenFile {
     }
 
     pub(super) fn read(&self, vfs: &Vfs, offset: u64, size: u32) -> VfsResult<Vec<u8>> {
+        let mut out = Vec::new();
+        self.read_into(vfs, offset, size, &mut out)?;
+        Ok(out)
+    }
+
+    /// As [`OpenFile::read`], appending to `out` (an NFS reply, without a copy in between).
+    pub(super) fn read_into(
+        &self,
+        vfs: &Vfs,
+        offset: u64,
+        size: u32,
+        out: &mut Vec<u8>,
+    ) -> VfsResult<()> {
         let end = offset.saturating_add(u64::from(size)).min(self.size);
         if offset >= end {
-            return Ok(Vec::new());
+            return Ok(());
         }
-        let mut out = Vec::with_capacity((end - offset) as usize);
+        out.reserve((end - offset) as usize);
         let mut i = self.ends.partition_point(|&e| e <= offset);
         let mut pos = offset;
         let sequential = self.next.swap(end, Ordering::Relaxed) == offset;
@@ -59,6 +72,6 @@ impl OpenFile {
             pos = start + to as u64;
             i += 1;
         }
-        Ok(out)
+        Ok(())
     }
 }

@@ -659,6 +659,17 @@ impl Vfs {
         f.read(self, offset, size)
     }
 
+    /// Read into the end of `out`; on error `out` may hold part of the data.
+    pub fn read_into(
+        &self,
+        f: &OpenFile,
+        offset: u64,
+        size: u32,
+        out: &mut Vec<u8>,
+    ) -> VfsResult<()> {
+        f.read_into(self, offset, size, out)
+    }
+
     fn chunk(&self, c: &crate::engine::tree::ChunkRef) -> VfsResult<Arc<Vec<u8>>> {
         if let Some(d) = self.chunks.get_or_wait(&c.id) {
             return Ok(d);
