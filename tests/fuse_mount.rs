@@ -3,7 +3,7 @@
 //! running mount. Skips loudly where the machine cannot mount.
 
 mod common;
-use common::{random_bytes, set_mtime};
+use common::{fuse_available, random_bytes, set_mtime};
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -29,18 +29,6 @@ fn ok(repo: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn can_mount() -> bool {
-    let fuse = Path::new("/dev/fuse").exists();
-    let fusermount = Command::new("fusermount3").arg("-V").output().is_ok();
-    if !fuse || !fusermount {
-        eprintln!(
-            "SKIPPING FUSE TEST: /dev/fuse present: {fuse}, fusermount3 present: {fusermount} \
-             (install fuse3; run as root)"
-        );
-    }
-    fuse && fusermount
 }
 
 fn is_mounted(p: &Path) -> bool {
@@ -252,7 +240,7 @@ fn xattr_listing(dir: &Path) -> XattrListing {
 
 #[test]
 fn mounted_snapshot_equals_source_and_is_read_only() {
-    if !can_mount() {
+    if !fuse_available() {
         return;
     }
     let t = open_tempdir();
@@ -378,7 +366,7 @@ fn mounted_snapshot_equals_source_and_is_read_only() {
 
 #[test]
 fn grep_and_diff_between_points_match_the_originals() {
-    if !can_mount() {
+    if !fuse_available() {
         return;
     }
     let t = open_tempdir();
@@ -436,7 +424,7 @@ fn grep_and_diff_between_points_match_the_originals() {
 
 #[test]
 fn other_users_read_only_what_modes_allow() {
-    if !can_mount() {
+    if !fuse_available() {
         return;
     }
     if !nix::unistd::geteuid().is_root() {
@@ -485,7 +473,7 @@ fn other_users_read_only_what_modes_allow() {
 
 #[test]
 fn huge_directory_and_gigabyte_file() {
-    if !can_mount() {
+    if !fuse_available() {
         return;
     }
     let big_mb: usize = std::env::var("YESTER_TEST_BIG_MB")
@@ -543,7 +531,7 @@ fn huge_directory_and_gigabyte_file() {
 
 #[test]
 fn new_backups_appear_in_a_running_mount() {
-    if !can_mount() {
+    if !fuse_available() {
         return;
     }
     let t = open_tempdir();
@@ -599,7 +587,7 @@ fn new_backups_appear_in_a_running_mount() {
 
 #[test]
 fn mount_helper_and_clean_shutdown() {
-    if !can_mount() {
+    if !fuse_available() {
         return;
     }
     let t = open_tempdir();

@@ -364,11 +364,18 @@ impl Restorer<'_> {
                 // After a damaged chunk the file ends at the bytes verified so far: padding it
                 // to its size would leave zeros where the data was, a wrong byte that looks
                 // restored.
-                let len = damage.as_ref().map_or(e.size, |d| d.at);
-                let f = dest.open_file(OFlag::empty())?;
-                f.set_len(len)
-                    .map_err(|err| Error::io(dest.path.display(), err))?;
-                drop(f);
+                // An intact file got its size from its last piece; only a damaged file, or one
+                // with a size but no chunks, is opened again here.
+                let len = match &damage {
+                    Some(d) => Some(d.at),
+                    None if e.chunks.is_empty() && e.size > 0 => Some(e.size),
+                    None => None,
+                };
+                if let Some(len) = len {
+                    dest.open_file(OFlag::empty())?
+                        .set_len(len)
+                        .map_err(|err| Error::io(dest.path.display(), err))?;
+                }
                 let mut errors: Vec<String> = damage.into_iter().map(|d| d.msg).collect();
                 errors.extend(set_metadata(e, dest, is_root));
                 Ok(errors)
@@ -492,6 +499,11 @@ fn write_piece(
             pos += block.len() as u64;
         }
         written += data.len() as u64;
+    }
+    // The last piece sets the size: zero blocks at the end were skipped as holes.
+    if piece.end == e.chunks.len() {
+        f.set_len(e.size)
+            .map_err(|err| Error::io(dest.path.display(), err))?;
     }
     Ok((written, None))
 }
