@@ -940,3 +940,67 @@ fn reads_follow_data_that_prune_moved() {
         Err(e) => panic!("after the prune, the kept file is unreadable: {e}"),
     }
 }
+
+/// A view whose state still names, under `latest/SRC`, a snapshot that was dropped and pruned
+/// since (its state is refreshed only every so often) resolves the point again on the reloaded
+/// state instead of failing with EIO: an NFS MOUNT of `latest/SRC/…` in that window answered
+/// SERVERFAULT under churn.
+#[test]
+fn a_point_whose_snapshot_was_pruned_resolves_on_the_new_state() {
+    use yester::vfs::{Node, Vfs, VfsOptions};
+    let (_t, base) = temp_dir("yester-pruned-point");
+    let repo = Repo::new();
+    let src = base.join("p");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    fs::write(src.join("sub/two"), random_bytes(81, 300 << 10)).unwrap();
+    let backup = || {
+        repo.run([
+            OsStr::new("backup"),
+            "--source".as_ref(),
+            "p".as_ref(),
+            src.as_os_str(),
+        ])
+        .expect_success();
+    };
+    backup();
+    let r = yester::engine::Repository::open(Arc::new(yester::engine::backend::LocalDir::new(
+        repo.path.clone(),
+    )))
+    .unwrap();
+    let vfs = Vfs::new(
+        r,
+        VfsOptions {
+            cache_bytes: 1,
+            // The state the view loaded now stays until a read finds it out of date.
+            refresh: Duration::from_secs(3600),
+            ..VfsOptions::default()
+        },
+    )
+    .unwrap();
+    // A newer snapshot without `two`; the one the view names goes, and prune removes its
+    // data and trees.
+    fs::remove_file(src.join("sub/two")).unwrap();
+    fs::write(src.join("sub/three"), random_bytes(82, 300 << 10)).unwrap();
+    backup();
+    repo.run(["forget", "hourly.1/p"]).expect_success();
+    repo.run(["prune"]).expect_success();
+    let mut node = Node::Root;
+    let path = format!("latest/p/{}/sub", inside(&src));
+    for c in path.split('/') {
+        node = match vfs.lookup(&node, c.as_bytes()) {
+            Ok(n) => n,
+            Err(e) => panic!("lookup of {c:?} in {path}: {e}"),
+        };
+    }
+    let names: Vec<Vec<u8>> = {
+        let d = vfs.readdir(&node).unwrap();
+        (0..)
+            .map_while(|i| d.item(i).map(|(n, _, _)| n.to_vec()))
+            .collect()
+    };
+    assert_eq!(
+        names,
+        vec![b"three".to_vec()],
+        "the point shows the new snapshot"
+    );
+}

@@ -226,6 +226,23 @@ impl Vfs {
         self.shared.get()
     }
 
+    /// Run `f` on the current state, and once more on a newer one if it failed on data that
+    /// state no longer has: a point still named a snapshot that rotation dropped and prune
+    /// removed since, and the failed read has reloaded the state (see [`Vfs::tree`]).
+    fn with_state<T>(&self, f: impl Fn(&Arc<State>) -> VfsResult<T>) -> VfsResult<T> {
+        let st = self.state();
+        match f(&st) {
+            Err(VfsError::Engine(e)) if moved(&e) => {
+                let now = self.state();
+                if Arc::ptr_eq(&st, &now) {
+                    return Err(VfsError::Engine(e));
+                }
+                f(&now)
+            }
+            r => r,
+        }
+    }
+
     /// The mount root for a `--path` such as `daily.0/web1/etc`: a point directory follows
     /// its point, also with a path below it; anything else is walked once.
     fn resolve_root(&self, path: &[u8]) -> VfsResult<Node> {
@@ -392,7 +409,10 @@ impl Vfs {
 
     /// The children of a directory node.
     pub fn readdir(&self, node: &Node) -> VfsResult<Dir> {
-        let st = self.state();
+        self.with_state(|st| self.readdir_in(st, node))
+    }
+
+    fn readdir_in(&self, st: &Arc<State>, node: &Node) -> VfsResult<Dir> {
         let v = &st.view;
         let virt = |items: Vec<(Vec<u8>, Node)>| {
             Ok(Dir {
@@ -401,7 +421,7 @@ impl Vfs {
         };
         match node {
             Node::Root => {
-                let mut items: Vec<(Vec<u8>, Node)> = Self::point_names(&st)
+                let mut items: Vec<(Vec<u8>, Node)> = Self::point_names(st)
                     .into_iter()
                     .map(|p| (p.to_string().into_bytes(), Node::Level(p)))
                     .collect();
@@ -459,13 +479,13 @@ impl Vfs {
                 )
             }
             Node::Point { sel, source, sub } => {
-                let s = self.point_snapshot(&st, sel, source)?;
-                let (tree_id, ident, _) = self.walk_sub(&st, s, sub)?;
-                self.tree_listing(&st, s.id, tree_id, ident)
+                let s = self.point_snapshot(st, sel, source)?;
+                let (tree_id, ident, _) = self.walk_sub(st, s, sub)?;
+                self.tree_listing(st, s.id, tree_id, ident)
             }
             Node::SnapRoot(id) => {
                 let s = v.all.iter().find(|s| s.id == *id).ok_or(VfsError::Stale)?;
-                self.tree_listing(&st, s.id, s.snapshot.tree, snap_root_ident(id))
+                self.tree_listing(st, s.id, s.snapshot.tree, snap_root_ident(id))
             }
             Node::Entry {
                 snap,
@@ -473,11 +493,11 @@ impl Vfs {
                 index,
                 ident,
             } => {
-                let e = self.entry(&st, snap, parent, *index)?;
+                let e = self.entry(st, snap, parent, *index)?;
                 if e.kind != NodeKind::Dir {
                     return Err(VfsError::NotDir);
                 }
-                self.tree_listing(&st, *snap, e.subtree.unwrap_or_default(), *ident)
+                self.tree_listing(st, *snap, e.subtree.unwrap_or_default(), *ident)
             }
         }
     }
@@ -548,7 +568,10 @@ impl Vfs {
 
     /// Attributes of a node.
     pub fn getattr(&self, node: &Node) -> VfsResult<Attr> {
-        let st = self.state();
+        self.with_state(|st| self.getattr_in(st, node))
+    }
+
+    fn getattr_in(&self, st: &Arc<State>, node: &Node) -> VfsResult<Attr> {
         let ino = node.ino();
         let newest = |it: &mut dyn Iterator<Item = &SnapshotEntry>| {
             it.map(snap_time).max().unwrap_or_default()
@@ -571,8 +594,8 @@ impl Vfs {
                 Ok(virtual_attr(ino, time, dir.len()))
             }
             Node::Point { sel, source, sub } => {
-                let s = self.point_snapshot(&st, sel, source)?;
-                let (tree_id, _, entry) = self.walk_sub(&st, s, sub)?;
+                let s = self.point_snapshot(st, sel, source)?;
+                let (tree_id, _, entry) = self.walk_sub(st, s, sub)?;
                 let t = self.tree(&st.reader, &tree_id)?;
                 let subdirs = t.entries.iter().filter(|c| c.kind == NodeKind::Dir).count();
                 // The point's times are its snapshot's: they change exactly when it moves.
@@ -605,8 +628,8 @@ impl Vfs {
                 index,
                 ..
             } => {
-                let e = self.entry(&st, snap, parent, *index)?;
-                self.entry_attr(&st, ino, snap, &e)
+                let e = self.entry(st, snap, parent, *index)?;
+                self.entry_attr(st, ino, snap, &e)
             }
         }
     }
@@ -624,15 +647,18 @@ impl Vfs {
 
     /// Extended attributes of a node (virtual nodes have none).
     pub fn xattrs(&self, node: &Node) -> VfsResult<Vec<(Vec<u8>, Vec<u8>)>> {
-        let st = self.state();
-        if let Some(e) = self.entry_of(&st, node) {
+        self.with_state(|st| self.xattrs_in(st, node))
+    }
+
+    fn xattrs_in(&self, st: &Arc<State>, node: &Node) -> VfsResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        if let Some(e) = self.entry_of(st, node) {
             return Ok(e?.xattrs);
         }
         match node {
             Node::Point { sel, source, sub } if !sub.is_empty() => {
-                let s = self.point_snapshot(&st, sel, source)?;
+                let s = self.point_snapshot(st, sel, source)?;
                 Ok(self
-                    .walk_sub(&st, s, sub)?
+                    .walk_sub(st, s, sub)?
                     .2
                     .map(|e| e.xattrs)
                     .unwrap_or_default())
