@@ -611,14 +611,31 @@ fn mount_and_nfs_stay_correct_during_backups_rotations_and_prunes() {
     }
     if let Some(n) = nfs.as_mut() {
         assert!(n.alive(), "NFS server alive: {}", n.log_text());
-        let out = Command::new("nfs-cat")
-            .arg(n.url(&format!(
-                "/latest/churn/{}/stable/s{last:04}",
-                inside(&churn)
-            )))
-            .output()
-            .unwrap();
-        assert!(out.stdout == stable_content(last), "NFS at the end");
+        // Like the mount, the server shows the newest generation within a few refreshes: a
+        // request that finds another one refreshing goes on with the state it has.
+        let url = n.url(&format!(
+            "/latest/churn/{}/stable/s{last:04}",
+            inside(&churn)
+        ));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = Command::new("nfs-cat").arg(&url).output().unwrap();
+            if out.status.success() && out.stdout == stable_content(last) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "NFS at the end: {:?}, {} bytes, stderr {}",
+                out.status,
+                out.stdout.len(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            eprintln!(
+                "NFS at the end, not yet: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
         let text = n.log_text();
         assert!(!text.contains("panicked"), "NFS log: {text}");
         assert!(!text.contains("Read-only file system"), "NFS wrote: {text}");
