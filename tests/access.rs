@@ -561,6 +561,90 @@ fn an_export_listed_twice_serves_each_listed_client() {
     assert_eq!(c.mnt("/latest/web1").0, MNT3ERR_ACCES);
 }
 
+/// Regression: a directory had one handle and fileid whichever point or dated name it was
+/// reached through, and a kernel NFS client keeps one dentry (one parent) per directory handle,
+/// so `..` of a directory could lead into another, moving view (as it did in FUSE). Now a
+/// directory below a point has a handle and fileid of its own per point — the same fileid as
+/// its FUSE inode — while a file keeps one handle and fileid everywhere, like a hard link.
+#[test]
+fn a_directory_has_its_own_handle_and_fileid_per_point() {
+    if !nfs_ok() {
+        return;
+    }
+    let s = setup("hourly=2");
+    let srv = server(&s, "/ 127.0.0.1(insecure)\n");
+    let snaps: serde_json::Value =
+        serde_json::from_str(&yester_ok(&s.repo, &["snapshots", "--json"])).unwrap();
+    let dated = snaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["source"] == "web1")
+        .unwrap()["dated_name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut c = Rpc::connect(1, srv.port);
+    let (st, root) = c.mnt("/");
+    assert_eq!(st, 0);
+    let path = inside(&s.src);
+    let views = [
+        format!("hourly.0/web1/{path}"),
+        format!("latest/web1/{path}"),
+        format!("snapshots/web1/{dated}/{path}"),
+    ];
+    let dirs: Vec<(Vec<u8>, u64)> = views
+        .iter()
+        .map(|v| {
+            let fh = c.walk(&root, &format!("{v}/stable"));
+            assert!(fh.len() <= 64, "{v}: a {}-byte handle", fh.len());
+            let (st, id) = c.getattr(&fh);
+            assert_eq!(st, NFS3_OK, "{v}");
+            (fh, id)
+        })
+        .collect();
+    for i in 0..dirs.len() {
+        for j in i + 1..dirs.len() {
+            assert_ne!(
+                dirs[i].0, dirs[j].0,
+                "{} and {}: one handle",
+                views[i], views[j]
+            );
+            assert_ne!(
+                dirs[i].1, dirs[j].1,
+                "{} and {}: one fileid",
+                views[i], views[j]
+            );
+        }
+    }
+    // Each directory handle lists and looks up in its own view.
+    for (v, (fh, _)) in views.iter().zip(&dirs) {
+        assert_eq!(c.readdirplus(fh), NFS3_OK, "{v}");
+        let (st, f) = c.lookup(fh, "same");
+        assert_eq!(st, NFS3_OK, "{v}");
+        assert_eq!(c.read(&f, 0, 100).1, b"unchanged in every version\n");
+    }
+    let files: Vec<(Vec<u8>, u64)> = views
+        .iter()
+        .map(|v| {
+            let fh = c.walk(&root, &format!("{v}/stable/same"));
+            (fh.clone(), c.getattr(&fh).1)
+        })
+        .collect();
+    assert!(
+        files.iter().all(|f| *f == files[0]),
+        "a file is one handle and fileid everywhere"
+    );
+    // The handles survive a restart of the server (same key), the point directories' too.
+    drop(c);
+    drop(srv);
+    let srv = server(&s, "/ 127.0.0.1(insecure)\n");
+    let mut c = Rpc::connect(1, srv.port);
+    for (v, (fh, id)) in views.iter().zip(&dirs) {
+        assert_eq!(c.getattr(fh), (NFS3_OK, *id), "{v} after a restart");
+    }
+}
+
 #[test]
 fn replayed_handles_after_rotation_and_prune_are_stale_never_other_data() {
     if !nfs_ok() {

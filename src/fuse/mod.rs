@@ -2,15 +2,8 @@
 //!
 //! It keeps only what FUSE itself needs: which inode number stands for which view node (the
 //! kernel's lookups, released by forget) and the open files. Everything else is the view's.
-//!
-//! One snapshot directory can be reached through several parents (`snapshots/web1/DATE/etc`,
-//! `latest/web1/etc`, `daily.0/web1/etc`), but the kernel gives a directory inode one parent:
-//! with one number for all of them, `..` of an open directory (and a shell's working
-//! directory) would jump to whichever parent was looked up last — another, moving view — and
-//! `find`, `du` and `pwd -P` would fail or lie. So a directory below a point directory gets a
-//! number of its own per point (mixed from the node's number and the point's); below a dated
-//! snapshot it keeps the view's number (the one NFS also uses). Files keep one number
-//! everywhere, like hard links.
+//! Inode numbers are the view's (`vfs::node`), which gives a directory reached through a
+//! point directory a number of its own per point, so `..` stays in its view.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -71,23 +64,10 @@ fn file_type(k: NodeKind) -> FileType {
 /// The FUSE file system over a view.
 pub struct YesterFs {
     vfs: Arc<Vfs>,
-    /// Inode number → node, the point it is reached through and the kernel's lookup count.
-    nodes: Mutex<HashMap<u64, (Node, Via, u64)>>,
+    /// Inode number → node and the kernel's lookup count.
+    nodes: Mutex<HashMap<u64, (Node, u64)>>,
     files: Mutex<HashMap<u64, Arc<OpenFile>>>,
     next_fh: AtomicU64,
-}
-
-/// The point directory a node is reached through (its inode number), or 0 below a dated
-/// snapshot or a virtual directory.
-type Via = u64;
-
-/// What a child of a directory reached through `parent` is reached through.
-fn child_via(parent: Via, child: &Node) -> Via {
-    match child {
-        Node::Point { .. } => child.ino(),
-        Node::SnapRoot(_) => 0,
-        _ => parent,
-    }
 }
 
 impl YesterFs {
@@ -101,56 +81,38 @@ impl YesterFs {
     }
 
     fn node(&self, ino: INodeNo) -> Result<Node, Errno> {
-        self.node_via(ino).map(|(n, _)| n)
-    }
-
-    fn node_via(&self, ino: INodeNo) -> Result<(Node, Via), Errno> {
         if ino == INodeNo::ROOT {
-            let root = self.vfs.root().clone();
-            let via = child_via(0, &root);
-            return Ok((root, via));
+            return Ok(self.vfs.root().clone());
         }
         lock(&self.nodes)
             .get(&u64::from(ino))
-            .map(|(n, v, _)| (n.clone(), *v))
+            .map(|(n, _)| n.clone())
             .ok_or(Errno::ESTALE)
     }
 
-    /// FUSE's number for a node: the mount root is always 1; a directory inside a snapshot
-    /// reached through a point directory has one per point (see the module documentation).
-    fn fuse_ino(&self, node: &Node, via: Via, kind: NodeKind) -> u64 {
+    /// FUSE's number for a node: the mount root is always 1.
+    fn fuse_ino(&self, node: &Node) -> u64 {
         if node == self.vfs.root() {
-            return 1;
-        }
-        match node {
-            Node::Entry { .. } if kind == NodeKind::Dir && via != 0 => {
-                let mut h = blake3::Hasher::new();
-                h.update(b"dir-via-point");
-                h.update(&node.ino().to_le_bytes());
-                h.update(&via.to_le_bytes());
-                let mut b = [0u8; 8];
-                b.copy_from_slice(&h.finalize().as_bytes()[..8]);
-                // 0 and 1 are not inode numbers FUSE can use for a child.
-                u64::from_le_bytes(b).max(2)
-            }
-            _ => node.ino(),
+            1
+        } else {
+            node.ino()
         }
     }
 
-    fn remember(&self, node: &Node, via: Via, kind: NodeKind) {
-        let ino = self.fuse_ino(node, via, kind);
+    fn remember(&self, node: &Node) {
+        let ino = self.fuse_ino(node);
         if ino == 1 {
             return;
         }
         lock(&self.nodes)
             .entry(ino)
-            .or_insert_with(|| (node.clone(), via, 0))
-            .2 += 1;
+            .or_insert_with(|| (node.clone(), 0))
+            .1 += 1;
     }
 
-    fn file_attr(&self, node: &Node, via: Via, a: &Attr) -> FileAttr {
+    fn file_attr(&self, node: &Node, a: &Attr) -> FileAttr {
         FileAttr {
-            ino: INodeNo(self.fuse_ino(node, via, a.kind)),
+            ino: INodeNo(self.fuse_ino(node)),
             size: a.size,
             blocks: a.blocks,
             atime: system_time(a.atime),
@@ -185,28 +147,27 @@ impl YesterFs {
         }
     }
 
-    /// The entries of directory `ino` from `offset`, each with the point it is reached
-    /// through, until `add` says the reply is full.
+    /// The entries of directory `ino` from `offset`, until `add` says the reply is full.
     fn list(
         &self,
         ino: INodeNo,
         offset: u64,
-        mut add: impl FnMut(u64, &[u8], &Node, NodeKind, Via) -> bool,
+        mut add: impl FnMut(u64, &[u8], &Node, NodeKind) -> bool,
     ) -> Result<(), Errno> {
-        let (node, via) = self.node_via(ino)?;
+        let node = self.node(ino)?;
         let dir = self.vfs.readdir(&node).map_err(|e| errno(&e))?;
         // Offsets: 1 and 2 follow "." and ".."; child i is followed by offset i + 3.
         let mut off = offset;
         while off < 2 {
             let name: &[u8] = if off == 0 { b"." } else { b".." };
-            if add(off + 1, name, &node, NodeKind::Dir, via) {
+            if add(off + 1, name, &node, NodeKind::Dir) {
                 return Ok(());
             }
             off += 1;
         }
         let mut i = (off - 2) as usize;
         while let Some((name, child, kind)) = dir.item(i) {
-            if add(i as u64 + 3, name, &child, kind, child_via(via, &child)) {
+            if add(i as u64 + 3, name, &child, kind) {
                 break;
             }
             i += 1;
@@ -235,19 +196,18 @@ impl Filesystem for YesterFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let res = self.node_via(parent).and_then(|(p, via)| {
+        let res = self.node(parent).and_then(|p| {
             let child = self
                 .vfs
                 .lookup(&p, name.as_bytes())
                 .map_err(|e| errno(&e))?;
             let attr = self.vfs.getattr(&child).map_err(|e| errno(&e))?;
-            let via = child_via(via, &child);
-            Ok((p, child, via, attr))
+            Ok((p, child, attr))
         });
         match res {
-            Ok((p, child, via, attr)) => {
-                self.remember(&child, via, attr.kind);
-                let fa = self.file_attr(&child, via, &attr);
+            Ok((p, child, attr)) => {
+                self.remember(&child);
+                let fa = self.file_attr(&child, &attr);
                 reply.entry_with_ttls(
                     &Self::attr_ttl(&child),
                     &Self::entry_ttl(&p, &child),
@@ -262,21 +222,19 @@ impl Filesystem for YesterFs {
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
         let mut nodes = lock(&self.nodes);
         if let Some(entry) = nodes.get_mut(&u64::from(ino)) {
-            entry.2 = entry.2.saturating_sub(nlookup);
-            if entry.2 == 0 {
+            entry.1 = entry.1.saturating_sub(nlookup);
+            if entry.1 == 0 {
                 nodes.remove(&u64::from(ino));
             }
         }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.node_via(ino).and_then(|(n, via)| {
-            self.vfs
-                .getattr(&n)
-                .map(|a| (n, via, a))
-                .map_err(|e| errno(&e))
-        }) {
-            Ok((n, via, a)) => reply.attr(&Self::attr_ttl(&n), &self.file_attr(&n, via, &a)),
+        match self
+            .node(ino)
+            .and_then(|n| self.vfs.getattr(&n).map(|a| (n, a)).map_err(|e| errno(&e)))
+        {
+            Ok((n, a)) => reply.attr(&Self::attr_ttl(&n), &self.file_attr(&n, &a)),
             Err(e) => reply.error(e),
         }
     }
@@ -374,9 +332,9 @@ impl Filesystem for YesterFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let res = self.list(ino, offset, |off, name, node, kind, via| {
+        let res = self.list(ino, offset, |off, name, node, kind| {
             reply.add(
-                INodeNo(self.fuse_ino(node, via, kind)),
+                INodeNo(self.fuse_ino(node)),
                 off,
                 file_type(kind),
                 OsStr::from_bytes(name),
@@ -400,7 +358,7 @@ impl Filesystem for YesterFs {
             Ok(p) => p,
             Err(e) => return reply.error(e),
         };
-        let res = self.list(ino, offset, |off, name, node, _, via| {
+        let res = self.list(ino, offset, |off, name, node, _| {
             let attr = match self.vfs.getattr(node) {
                 Ok(a) => a,
                 Err(e) => {
@@ -408,7 +366,7 @@ impl Filesystem for YesterFs {
                     return false;
                 }
             };
-            let fa = self.file_attr(node, via, &attr);
+            let fa = self.file_attr(node, &attr);
             let dot = name == b"." || name == b"..";
             let full = reply.add(
                 fa.ino,
@@ -420,7 +378,7 @@ impl Filesystem for YesterFs {
             );
             // The kernel takes a lookup reference for each entry it accepts (not . and ..).
             if !full && !dot {
-                self.remember(node, via, attr.kind);
+                self.remember(node);
             }
             full
         });

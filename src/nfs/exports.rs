@@ -15,6 +15,7 @@ use std::net::IpAddr;
 
 use globset::{GlobBuilder, GlobMatcher};
 
+use super::handle::ExportTag;
 use super::rpc::Cred;
 
 /// How one client's requests are treated.
@@ -112,7 +113,7 @@ pub struct Export {
     matcher: GlobMatcher,
     clients: Vec<(Net, Options)>,
     /// Names the export inside file handles.
-    pub tag: [u8; 8],
+    pub tag: ExportTag,
 }
 
 impl Export {
@@ -208,9 +209,11 @@ fn parse_client(spec: &str, line: usize) -> Result<(Net, Options), String> {
     Ok((net, parse_options(opts, line)?))
 }
 
-fn tag_of(pattern: &str) -> [u8; 8] {
-    let mut t = [0u8; 8];
-    t.copy_from_slice(&blake3::hash(pattern.as_bytes()).as_bytes()[..8]);
+/// The first bytes of the pattern's hash (version 1 handles carried 8 of them, so their first 4
+/// are this tag too).
+fn tag_of(pattern: &str) -> ExportTag {
+    let mut t = [0u8; 4];
+    t.copy_from_slice(&blake3::hash(pattern.as_bytes()).as_bytes()[..4]);
     t
 }
 
@@ -243,8 +246,21 @@ impl Exports {
             if clients.is_empty() {
                 return Err(format!("line {line}: no clients listed for {pattern}"));
             }
+            let tag = tag_of(&norm);
+            // Two patterns with one tag would let each other's handles through; about one
+            // pair in four billion, but refused rather than served.
+            if let Some(other) = list
+                .iter()
+                .find(|e: &&Export| e.tag == tag && e.pattern != norm)
+            {
+                return Err(format!(
+                    "line {line}: {norm} has the same file handle tag as {}; \
+                     write one of the two patterns differently",
+                    other.pattern
+                ));
+            }
             list.push(Export {
-                tag: tag_of(&norm),
+                tag,
                 pattern: norm,
                 matcher,
                 clients,
@@ -268,7 +284,7 @@ impl Exports {
     }
 
     /// The export a handle's tag names.
-    pub fn by_tag(&self, tag: &[u8; 8]) -> Option<&Export> {
+    pub fn by_tag(&self, tag: &ExportTag) -> Option<&Export> {
         self.list.iter().find(|e| &e.tag == tag)
     }
 }
@@ -285,6 +301,22 @@ pub fn normalise(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_patterns_with_one_handle_tag_are_refused() {
+        // A birthday search over 4-byte tags finds a colliding pair within ~100k patterns.
+        let mut seen = std::collections::HashMap::new();
+        let (a, b) = (0u32..1_000_000)
+            .find_map(|i| {
+                let p = format!("/daily.0/h{i}");
+                seen.insert(tag_of(&p), p.clone()).map(|q| (q, p))
+            })
+            .unwrap();
+        let err = Exports::parse(&format!("{a} 10.0.0.1\n{b} 10.0.0.2\n")).unwrap_err();
+        assert!(err.starts_with("line 2:") && err.contains(&a), "{err}");
+        // The same pattern twice has one tag and is fine.
+        assert!(Exports::parse(&format!("{a} 10.0.0.1\n{a} 10.0.0.2\n")).is_ok());
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

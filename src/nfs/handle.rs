@@ -1,18 +1,25 @@
 //! NFS file handles: a view node's encoding, the export it was handed out under, and a MAC
 //! keyed by a server secret, so clients cannot forge handles into other exports or snapshots.
 //!
-//! Layout (at most 62 bytes, under NFSv3's 64): version 1 (1 byte), export tag (8), node
-//! (9–37, see `vfs::node`), MAC (16) = keyed BLAKE3 of everything before it. Nothing in it
-//! depends on the server process, so handles survive restarts; a point directory's handle names
-//! the point, so it survives rotations too.
+//! Layout (docs/NFS.md "File handles"; at most 62 bytes, under NFSv3's 64): version 2 (1
+//! byte), export tag (4), node (9–41, see `vfs::node`), MAC (16) = keyed BLAKE3 of everything
+//! before it. Version 1 handles (an 8-byte tag, nodes of at most 37 bytes) are still accepted,
+//! so clients keep their handles across an upgrade. Nothing in a handle depends on the server
+//! process, so handles survive restarts; a point directory's handle names the point, so it
+//! survives rotations too.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-/// First byte of every handle.
-const VERSION: u8 = 1;
+/// First byte of every handle made now.
+const VERSION: u8 = 2;
+/// The first layout, with an 8-byte export tag (of which the first 4 are today's tag).
+const VERSION_1: u8 = 1;
 const MAC_LEN: usize = 16;
+
+/// Which export a handle was handed out under: the first bytes of a hash of its pattern.
+pub type ExportTag = [u8; 4];
 
 /// The secret that signs handles.
 pub struct HandleKey([u8; 32]);
@@ -61,8 +68,8 @@ impl HandleKey {
     }
 
     /// A handle for `node` (its encoding) under the export with `tag`.
-    pub fn make(&self, tag: &[u8; 8], node: &[u8]) -> Vec<u8> {
-        let mut h = Vec::with_capacity(1 + 8 + node.len() + MAC_LEN);
+    pub fn make(&self, tag: &ExportTag, node: &[u8]) -> Vec<u8> {
+        let mut h = Vec::with_capacity(1 + tag.len() + node.len() + MAC_LEN);
         h.push(VERSION);
         h.extend_from_slice(tag);
         h.extend_from_slice(node);
@@ -73,8 +80,13 @@ impl HandleKey {
 
     /// Check a handle; returns its export tag and node encoding, or `None` if it is not one
     /// of ours (malformed or tampered with).
-    pub fn open<'a>(&self, h: &'a [u8]) -> Option<([u8; 8], &'a [u8])> {
-        if h.len() < 1 + 8 + MAC_LEN + 1 || h.len() > 64 || h[0] != VERSION {
+    pub fn open<'a>(&self, h: &'a [u8]) -> Option<(ExportTag, &'a [u8])> {
+        let tag_len = match *h.first()? {
+            VERSION => 4,
+            VERSION_1 => 8,
+            _ => return None,
+        };
+        if h.len() < 1 + tag_len + MAC_LEN + 1 || h.len() > 64 {
             return None;
         }
         let (body, mac) = h.split_at(h.len() - MAC_LEN);
@@ -88,8 +100,8 @@ impl HandleKey {
         {
             return None;
         }
-        let tag: [u8; 8] = body[1..9].try_into().ok()?;
-        Some((tag, &body[9..]))
+        let tag: ExportTag = body[1..5].try_into().ok()?;
+        Some((tag, &body[1 + tag_len..]))
     }
 }
 
@@ -100,9 +112,9 @@ mod tests {
     #[test]
     fn tampering_is_detected() {
         let k = HandleKey::fixed([7; 32]);
-        let h = k.make(&[1; 8], &[3; 37]);
+        let h = k.make(&[1; 4], &[3; 41]);
         assert!(h.len() <= 64);
-        assert_eq!(k.open(&h), Some(([1; 8], &[3u8; 37][..])));
+        assert_eq!(k.open(&h), Some(([1; 4], &[3u8; 41][..])));
         for i in 0..h.len() {
             let mut bad = h.clone();
             bad[i] ^= 0x01;
@@ -113,5 +125,36 @@ mod tests {
             "another server's key"
         );
         assert!(k.open(&h[..h.len() - 1]).is_none());
+    }
+}
+
+#[cfg(test)]
+mod version_1 {
+    use super::*;
+
+    /// A handle as the first layout made it: version 1, an 8-byte tag.
+    fn v1(k: &HandleKey, tag: &[u8; 8], node: &[u8]) -> Vec<u8> {
+        let mut h = vec![VERSION_1];
+        h.extend_from_slice(tag);
+        h.extend_from_slice(node);
+        let mac = k.mac(&h);
+        h.extend_from_slice(&mac);
+        h
+    }
+
+    #[test]
+    fn old_handles_still_open_with_the_short_tag() {
+        let k = HandleKey::fixed([7; 32]);
+        let h = v1(&k, &[1, 2, 3, 4, 5, 6, 7, 8], &[3; 37]);
+        assert_eq!(k.open(&h), Some(([1, 2, 3, 4], &[3u8; 37][..])));
+        let mut bad = h.clone();
+        bad[6] ^= 1;
+        assert!(
+            k.open(&bad).is_none(),
+            "the tag's last bytes are still signed"
+        );
+        let mut other = h.clone();
+        other[0] = 3;
+        assert!(k.open(&other).is_none(), "unknown version");
     }
 }

@@ -13,7 +13,7 @@ use nfsserve::nfs::{
 };
 
 use super::exports::{normalise, Creds, Exports, Options};
-use super::handle::HandleKey;
+use super::handle::{ExportTag, HandleKey};
 use super::rpc::{self, Call, Cred};
 use super::xdr::{opaque_len, Garbage, Reader, Writer};
 use crate::engine::tree::{NodeKind, Timestamp};
@@ -59,7 +59,7 @@ struct Caller<'a> {
 /// A request's node, its export and the caller's effective credentials.
 struct Target {
     node: Node,
-    tag: [u8; 8],
+    tag: ExportTag,
     creds: Creds,
 }
 
@@ -147,7 +147,7 @@ impl Service {
         }
     }
 
-    fn handle(&self, tag: &[u8; 8], node: &Node) -> Option<nfs_fh3> {
+    fn handle(&self, tag: &ExportTag, node: &Node) -> Option<nfs_fh3> {
         node.encode().map(|b| nfs_fh3 {
             data: self.key.make(tag, &b),
         })
@@ -155,7 +155,7 @@ impl Service {
 
     /// The export options that apply to this caller for export `tag`, checked against the
     /// source port; `Err` is the status to answer.
-    fn options(&self, tag: &[u8; 8], caller: &Caller) -> Result<&Options, nfsstat3> {
+    fn options(&self, tag: &ExportTag, caller: &Caller) -> Result<&Options, nfsstat3> {
         if self.exports.by_tag(tag).is_none() {
             return Err(nfsstat3::NFS3ERR_STALE);
         }

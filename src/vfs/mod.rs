@@ -33,7 +33,7 @@ pub use file::OpenFile;
 pub use node::{Node, PointSel};
 
 use cache::{ChunkCache, TreeCache};
-use node::{child_ident, snap_root_ident, Ident};
+use node::{child_ident, snap_root_ident, via_of_point, Ident, Via};
 use state::{Shared, State};
 
 /// Settings of a view.
@@ -102,6 +102,7 @@ enum Listing {
         tree_id: BlobId,
         tree: Arc<Tree>,
         ident: Ident,
+        via: Via,
     },
 }
 
@@ -133,6 +134,7 @@ impl Dir {
                 tree_id,
                 tree,
                 ident,
+                via,
             } => {
                 let e = tree.entries.get(i)?;
                 let node = Node::Entry {
@@ -140,6 +142,7 @@ impl Dir {
                     parent: *tree_id,
                     index: i as u32,
                     ident: child_ident(ident, &e.name, snap, e.hardlink),
+                    via: if e.kind == NodeKind::Dir { *via } else { 0 },
                 };
                 Some((e.name.as_slice(), node, e.kind))
             }
@@ -374,6 +377,7 @@ impl Vfs {
         snap: SnapshotId,
         tree_id: BlobId,
         ident: Ident,
+        via: Via,
     ) -> VfsResult<Dir> {
         Ok(Dir {
             listing: Listing::Tree {
@@ -381,6 +385,7 @@ impl Vfs {
                 tree_id,
                 tree: self.tree(&st.reader, &tree_id)?,
                 ident,
+                via,
             },
         })
     }
@@ -481,23 +486,24 @@ impl Vfs {
             Node::Point { sel, source, sub } => {
                 let s = self.point_snapshot(st, sel, source)?;
                 let (tree_id, ident, _) = self.walk_sub(st, s, sub)?;
-                self.tree_listing(st, s.id, tree_id, ident)
+                self.tree_listing(st, s.id, tree_id, ident, via_of_point(sel, source))
             }
             Node::SnapRoot(id) => {
                 let s = v.all.iter().find(|s| s.id == *id).ok_or(VfsError::Stale)?;
-                self.tree_listing(st, s.id, s.snapshot.tree, snap_root_ident(id))
+                self.tree_listing(st, s.id, s.snapshot.tree, snap_root_ident(id), 0)
             }
             Node::Entry {
                 snap,
                 parent,
                 index,
                 ident,
+                via,
             } => {
                 let e = self.entry(st, snap, parent, *index)?;
                 if e.kind != NodeKind::Dir {
                     return Err(VfsError::NotDir);
                 }
-                self.tree_listing(st, *snap, e.subtree.unwrap_or_default(), *ident)
+                self.tree_listing(st, *snap, e.subtree.unwrap_or_default(), *ident, *via)
             }
         }
     }
@@ -752,6 +758,7 @@ impl Vfs {
                 parent,
                 index,
                 ident,
+                via,
             } => {
                 let snap = st
                     .view
@@ -766,6 +773,7 @@ impl Vfs {
                     parent,
                     index,
                     ident,
+                    via,
                 })
             }
         }

@@ -5,6 +5,15 @@
 //! snapshot root hashes its snapshot id, and an entry inside a snapshot hashes its parent's
 //! identity and its name (so the path within the snapshot) — or, for hard-linked files,
 //! (snapshot, device, inode), so all names of one file are one inode.
+//!
+//! One snapshot directory can be reached through several parents (`snapshots/web1/DATE/etc`,
+//! `latest/web1/etc`, `daily.0/web1/etc`), but a kernel — FUSE's dentry cache as much as an
+//! NFS client's — gives a directory inode (an NFS directory handle) one parent: with one
+//! number for all of them, `..` of an open directory and a shell's working directory would
+//! jump to whichever parent was looked up last, another and moving view, and `find`, `du` and
+//! `pwd -P` would fail or lie. So a directory below a point directory carries the point it is
+//! reached through ([`Via`]), which is mixed into its number and kept in its NFS handle;
+//! below a dated snapshot it has none. Files keep one number everywhere, like hard links.
 
 use crate::engine::tree::HardlinkKey;
 use crate::engine::{BlobId, SnapshotId};
@@ -12,6 +21,10 @@ use crate::points::PointName;
 
 /// An 8-byte node identity: the inode number's bytes.
 pub type Ident = [u8; 8];
+
+/// The point directory a directory inside a snapshot is reached through (a hash of the point;
+/// never 0), or 0 below a dated snapshot; always 0 for anything but a directory.
+pub type Via = u32;
 
 /// Which snapshot a point-like directory follows.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -44,12 +57,14 @@ pub enum Node {
     },
     /// `/snapshots/web1/2026-11-21-120000`: a snapshot's root, immutable.
     SnapRoot(SnapshotId),
-    /// An entry inside a snapshot: entry `index` of directory tree `parent`.
+    /// An entry inside a snapshot: entry `index` of directory tree `parent`, reached through
+    /// the point `via` (directories only; see the module documentation).
     Entry {
         snap: SnapshotId,
         parent: BlobId,
         index: u32,
         ident: Ident,
+        via: Via,
     },
 }
 
@@ -74,6 +89,17 @@ pub fn ino_of(ident: &Ident) -> u64 {
     }
 }
 
+/// What the directories below the point directory of (`sel`, `source`) are reached through.
+pub fn via_of_point(sel: &PointSel, source: &str) -> Via {
+    let sel = match sel {
+        PointSel::Point(p) => p.to_string(),
+        PointSel::Latest => "latest".to_string(),
+    };
+    let h = hash(&[b"via", sel.as_bytes(), source.as_bytes()]);
+    // 0 means "no point"; a point hashing to 0 takes 1 instead.
+    u32::from_le_bytes([h[0], h[1], h[2], h[3]]).max(1)
+}
+
 /// Identity of a snapshot's root directory.
 pub fn snap_root_ident(snap: &SnapshotId) -> Ident {
     hash(&[b"snap", &snap.0])
@@ -96,15 +122,17 @@ pub fn child_ident(
 const TAG_VIRTUAL: u8 = 1;
 const TAG_SNAP_ROOT: u8 = 2;
 const TAG_ENTRY: u8 = 3;
+const TAG_ENTRY_VIA: u8 = 4;
 
 /// Longest encoding of a node, in bytes.
-pub const MAX_ENCODED: usize = 37;
+pub const MAX_ENCODED: usize = 41;
 
 impl Node {
     /// A compact, stable encoding (at most [`MAX_ENCODED`] bytes) from which
     /// [`crate::vfs::Vfs::decode_node`] finds the node again, also in another process: virtual
     /// nodes by identity, snapshot roots by id prefix, entries by snapshot and directory tree
-    /// id prefixes and position. `None` for a point directory with a path below it (those exist
+    /// id prefixes, position and identity (and the point, for a directory reached through
+    /// one). `None` for a point directory with a path below it (those exist
     /// only as FUSE mount roots).
     pub fn encode(&self) -> Option<Vec<u8>> {
         let mut out = Vec::with_capacity(MAX_ENCODED);
@@ -119,12 +147,16 @@ impl Node {
                 parent,
                 index,
                 ident,
+                via,
             } => {
-                out.push(TAG_ENTRY);
+                out.push(if *via == 0 { TAG_ENTRY } else { TAG_ENTRY_VIA });
                 out.extend_from_slice(&snap.0[..8]);
                 out.extend_from_slice(&parent.0[..16]);
                 out.extend_from_slice(&index.to_be_bytes());
                 out.extend_from_slice(ident);
+                if *via != 0 {
+                    out.extend_from_slice(&via.to_be_bytes());
+                }
             }
             _ => {
                 out.push(TAG_VIRTUAL);
@@ -144,6 +176,7 @@ pub enum Encoded<'a> {
         parent: &'a [u8],
         index: u32,
         ident: Ident,
+        via: Via,
     },
 }
 
@@ -152,12 +185,23 @@ pub fn parse_encoded(b: &[u8]) -> Option<Encoded<'_>> {
     match (b.first()?, b.len()) {
         (&TAG_VIRTUAL, 9) => Some(Encoded::Virtual(b[1..9].try_into().ok()?)),
         (&TAG_SNAP_ROOT, 17) => Some(Encoded::SnapRoot(&b[1..17])),
-        (&TAG_ENTRY, 37) => Some(Encoded::Entry {
-            snap: &b[1..9],
-            parent: &b[9..25],
-            index: u32::from_be_bytes(b[25..29].try_into().ok()?),
-            ident: b[29..37].try_into().ok()?,
-        }),
+        (&TAG_ENTRY, 37) | (&TAG_ENTRY_VIA, 41) => {
+            let via = match b.get(37..41) {
+                Some(v) => u32::from_be_bytes(v.try_into().ok()?),
+                None => 0,
+            };
+            // A point is never 0: a via encoding naming none is not one of ours.
+            if b[0] == TAG_ENTRY_VIA && via == 0 {
+                return None;
+            }
+            Some(Encoded::Entry {
+                snap: &b[1..9],
+                parent: &b[9..25],
+                index: u32::from_be_bytes(b[25..29].try_into().ok()?),
+                ident: b[29..37].try_into().ok()?,
+                via,
+            })
+        }
         _ => None,
     }
 }
@@ -183,14 +227,73 @@ impl Node {
         }
     }
 
-    /// The inode number.
+    /// The inode number: the identity's, mixed with the point for a directory reached
+    /// through one.
     pub fn ino(&self) -> u64 {
-        ino_of(&self.ident())
+        match self {
+            Node::Entry { ident, via, .. } if *via != 0 => {
+                ino_of(&hash(&[b"dir-via-point", ident, &via.to_le_bytes()]))
+            }
+            _ => ino_of(&self.ident()),
+        }
     }
 
     /// Whether what this node shows can change (virtual directories and point directories);
     /// everything inside a snapshot is immutable.
     pub fn is_volatile(&self) -> bool {
         !matches!(self, Node::SnapRoot(_) | Node::Entry { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(via: Via) -> Node {
+        Node::Entry {
+            snap: SnapshotId([1; 32]),
+            parent: BlobId([2; 32]),
+            index: 7,
+            ident: [3; 8],
+            via,
+        }
+    }
+
+    #[test]
+    fn a_directory_through_a_point_encodes_the_point_and_has_its_own_number() {
+        let plain = entry(0).encode().unwrap();
+        let via = entry(0xdead_beef).encode().unwrap();
+        assert_eq!(plain.len(), 37);
+        assert_eq!(via.len(), MAX_ENCODED);
+        for (b, want) in [(&plain, 0), (&via, 0xdead_beef)] {
+            match parse_encoded(b) {
+                Some(Encoded::Entry {
+                    index, ident, via, ..
+                }) => assert_eq!((index, ident, via), (7, [3; 8], want)),
+                _ => panic!("{b:?} did not parse"),
+            }
+        }
+        assert_ne!(entry(0).ino(), entry(0xdead_beef).ino());
+        assert_ne!(entry(1).ino(), entry(2).ino());
+        // A via encoding that names no point is not one of ours.
+        let mut zero = via.clone();
+        zero[37..].copy_from_slice(&[0; 4]);
+        assert!(parse_encoded(&zero).is_none());
+        assert!(parse_encoded(&via[..40]).is_none());
+    }
+
+    #[test]
+    fn points_have_distinct_nonzero_vias() {
+        let p = |s: &str| PointSel::Point(PointName::parse(s).unwrap());
+        let all = [
+            via_of_point(&p("daily.0"), "web1"),
+            via_of_point(&p("daily.1"), "web1"),
+            via_of_point(&p("daily.0"), "db1"),
+            via_of_point(&PointSel::Latest, "web1"),
+        ];
+        for (i, a) in all.iter().enumerate() {
+            assert_ne!(*a, 0);
+            assert!(all[i + 1..].iter().all(|b| b != a), "{all:?}");
+        }
     }
 }
