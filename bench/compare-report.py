@@ -149,6 +149,10 @@ if any(k[1].endswith(".cold") and k[1].split(".")[0] in measures for k in V):
     w("reads through the mounts, wall time (s): cold = page cache dropped + fresh daemon, "
       "warm = repeated in the same daemon")
     section4("wall", lambda x: x, "%.2f")
+    for temp in ("cold", "warm"):
+        x, p = num("yester-nox", f"ls.{temp}", "wall"), num("plain", f"ls.{temp}", "wall")
+        if x is not None:
+            w(f"{'ls ' + temp:14} {cell(x):>9}  through `yester mount --no-xattrs`, y/plain {cell(ratio(x, p))}")
     starts = {}
     # mount start: mean over the fresh daemons (several rows share one key; recount from file)
     with open(path) as f:
@@ -199,7 +203,7 @@ for t in tools_b:
         w(f"  {t:7} restore: {V[(t, 'restore', 'check')]}")
 for m in measures:
     line = []
-    for t in mtools:
+    for t in mtools + ("yester-nox",):
         cs = [check(t, f"{m}.{temp}") for temp in ("cold", "warm")]
         cs = [c for c in cs if c is not None]
         if m == "cat" and (t, "cat.check", "sha256") in V:
@@ -233,6 +237,7 @@ T = [  # key, description, (tool, phase, metric), (peer tool, phase, metric), li
     ("restore", "full restore ≤ 1/2 of restic's", ("yester", "restore", "wall"), ("restic", "restore", "wall"), 1 / 2),
     ("find", "mount, warm: find ≤ 2× plain", ("yester", "find.warm", "wall"), ("plain", "find.warm", "wall"), 2.0),
     ("ls", "mount, warm: ls -lR ≤ 2× plain", ("yester", "ls.warm", "wall"), ("plain", "ls.warm", "wall"), 2.0),
+    ("ls_nox", "mount --no-xattrs, warm: ls -lR ≤ 2× plain", ("yester-nox", "ls.warm", "wall"), ("plain", "ls.warm", "wall"), 2.0),
     ("grep", "mount, warm: grep -r ≤ 2× plain", ("yester", "grep.warm", "wall"), ("plain", "grep.warm", "wall"), 2.0),
     ("cat_cold", "mount: cat 1 GiB ≥ 3× faster than restic mount, cold", ("yester", "cat.cold", "wall"), ("restic", "cat.cold", "wall"), 1 / 3),
     ("cat_warm", f"mount, warm: cat 1 GiB near plain (≤ {near:g}×)", ("yester", "cat.warm", "wall"), ("plain", "cat.warm", "wall"), near),

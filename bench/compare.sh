@@ -235,6 +235,8 @@ root_of() { # TOOL gen1|gen2
     case $1/$2 in
         yester/gen2) echo "$MNT/yester/latest/bench/$REL" ;;
         yester/gen1) echo "$MNT/yester/snapshots/bench/$Y_GEN1/$REL" ;;
+        yester-nox/gen2) echo "$MNT/yester-nox/latest/bench/$REL" ;;
+        yester-nox/gen1) echo "$MNT/yester-nox/snapshots/bench/$Y_GEN1/$REL" ;;
         restic/gen2) echo "$MNT/restic/snapshots/latest/$REL" ;;
         restic/gen1) echo "$MNT/restic/ids/$R_GEN1/$REL" ;;
         borg/gen2) echo "$MNT/borg/gen2b/$REL" ;;
@@ -341,7 +343,10 @@ if has "$BENCH_STEPS" mount; then
         rec data gen2 diff_digest "$EXP_DIFF" - "reference: plain diff -r output, roots replaced, sorted"
     fi
     for what in $BENCH_MEASURES; do
-        for tool in $MOUNT_TOOLS; do
+        # ls -lR also through a mount without extended attributes (yester mount --no-xattrs)
+        tools=$MOUNT_TOOLS
+        [ "$what" = ls ] && has "$BACKUP_TOOLS" yester && tools="$MOUNT_TOOLS yester-nox"
+        for tool in $tools; do
             if mount_start "$tool"; then
                 [ "$tool" = plain ] || rec "$tool" mount wall "$MOUNT_WALL" s "until the tree answers (before $what)"
                 measure "$tool" "$what" cold

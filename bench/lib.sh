@@ -226,6 +226,10 @@ mount_start() {
             local extra=()
             [ -n "${BENCH_YESTER_CACHE:-}" ] && extra=(--cache-size "$BENCH_YESTER_CACHE")
             daemon_start yester "$m" -- "$Y" -r "$REPO_Y" mount "$m" --foreground "${extra[@]}" ;;
+        yester-nox)     # the same without extended attributes (yester mount --no-xattrs)
+            local extra=()
+            [ -n "${BENCH_YESTER_CACHE:-}" ] && extra=(--cache-size "$BENCH_YESTER_CACHE")
+            daemon_start yester-nox "$m" -- "$Y" -r "$REPO_Y" mount "$m" --foreground --no-xattrs "${extra[@]}" ;;
         restic) daemon_start restic "$m" -- restic -r "$REPO_R" mount "$m" ;;
         borg) daemon_start borg "$m" -- borg mount -f "${BORG_MOUNT:-$REPO_B}" "$m" ;;
     esac
@@ -234,7 +238,7 @@ mount_start() {
         kill -0 "$pid" 2>/dev/null || break
         if mountpoint -q "$m"; then
             case $tool in
-                yester) [ -d "$m/latest/bench" ] && { ready=1; break; } ;;
+                yester|yester-nox) [ -d "$m/latest/bench" ] && { ready=1; break; } ;;
                 restic) [ -e "$m/snapshots/latest" ] && { ready=1; break; } ;;
                 borg) ready=1; break ;;
             esac

@@ -911,3 +911,162 @@ fn fuse_keeps_other_users_to_what_modes_allow_and_writes_nothing() {
     assert!(!is_mounted(&point), "still mounted after SIGTERM");
     assert_eq!(before, tree_fingerprint(&s.repo), "the mount wrote");
 }
+
+/// The ACL of the tests below, in the kernel's xattr encoding: user::rw-, user:65534:r--
+/// (nobody may read), user:1235:---, group::---, mask::r--, other::---. On disk the mode's
+/// group bits become the mask (0640), so a check of the mode alone would let the owning group
+/// (and user 1235 in it) read, and nobody not.
+fn sample_acl() -> Vec<u8> {
+    let mut b = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in [
+        (0x01u16, 6u16, u32::MAX),
+        (0x02, 4, 65534),
+        (0x02, 0, 1235),
+        (0x04, 0, u32::MAX),
+        (0x10, 4, u32::MAX),
+        (0x20, 0, u32::MAX),
+    ] {
+        b.extend_from_slice(&tag.to_le_bytes());
+        b.extend_from_slice(&perm.to_le_bytes());
+        b.extend_from_slice(&id.to_le_bytes());
+    }
+    b
+}
+
+/// A backed-up source `acl` whose file `shared` (root:root) carries [`sample_acl`]; `None`
+/// (after saying so) where the file system of the temporary directory has no ACLs.
+fn acl_setup() -> Option<Setup> {
+    let s = setup("hourly=6");
+    let src = s.base.join("aclsrc");
+    fs::create_dir_all(&src).unwrap();
+    fs::set_permissions(&src, fs::Permissions::from_mode(0o755)).unwrap();
+    let f = src.join("shared");
+    fs::write(&f, "named users may read\n").unwrap();
+    if let Err(e) = xattr::set(&f, "system.posix_acl_access", &sample_acl()) {
+        eprintln!(
+            "SKIPPING the ACL test: cannot set an ACL in {}: {e}",
+            s.base.display()
+        );
+        return None;
+    }
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        fs::metadata(&f).unwrap().mode() & 0o777,
+        0o640,
+        "mask in the group bits"
+    );
+    yester_ok(
+        &s.repo,
+        &["backup", "--source", "acl", src.to_str().unwrap()],
+    );
+    Some(Setup { src, ..s })
+}
+
+/// Regression: the NFS server checked modes only, so a file whose ACL gave its owning group
+/// nothing (and a named user nothing) was readable by that group over NFS, and a user the ACL
+/// named could not read it.
+#[test]
+fn nfs_checks_acls_like_the_kernel() {
+    if !nfs_ok() || !is_root() {
+        eprintln!("SKIPPING: needs the NFS client tools and root (to own the files)");
+        return;
+    }
+    let Some(s) = acl_setup() else { return };
+    let srv = server(&s, "/ 127.0.0.1(insecure)\n");
+    let url = srv.url(&format!("/latest/acl/{}/shared", inside(&s.src)));
+    let cat = |creds: &str| {
+        Command::new("nfs-cat")
+            .arg(format!("{url}{creds}"))
+            .output()
+            .unwrap()
+    };
+    let out = cat("&uid=65534&gid=65534");
+    assert_eq!(
+        out.stdout,
+        b"named users may read\n",
+        "the ACL's named user: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (creds, who) in [
+        (
+            "&uid=1235&gid=0",
+            "a named user with --- in the owning group",
+        ),
+        ("&uid=1236&gid=0", "the owning group (group::---)"),
+        ("&uid=1237&gid=1237", "others"),
+    ] {
+        let out = cat(creds);
+        assert!(
+            out.stdout.is_empty() && String::from_utf8_lossy(&out.stderr).contains("ACCES"),
+            "{who} read it: {:?} {}",
+            out.stdout,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// FUSE leaves ACLs to the kernel (FUSE_POSIX_ACL); `--no-xattrs` serves no extended
+/// attributes and shows a mode narrowed to what the ACL allows everyone.
+#[test]
+fn fuse_enforces_acls_and_narrows_modes_without_xattrs() {
+    if !fuse_available() {
+        return;
+    }
+    if !is_root() || Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("SKIPPING: needs root and setpriv to read as nobody");
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let Some(s) = acl_setup() else { return };
+    let rel = format!("latest/acl/{}/shared", inside(&s.src));
+    {
+        let m = FuseMount::start(&s.repo, &s.base.join("m1"), &["--allow-other"]);
+        let f = m.path(&rel);
+        assert_eq!(fs::metadata(&f).unwrap().mode() & 0o777, 0o640);
+        let out = as_nobody(&format!("cat '{}'", f.display()));
+        assert_eq!(
+            out.stdout,
+            b"named users may read\n",
+            "nobody is a named user: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let acl = xattr::get(&f, "system.posix_acl_access").unwrap();
+        assert!(acl.is_some(), "the ACL is served");
+        assert!(m.stop().success());
+    }
+    let m = FuseMount::start(
+        &s.repo,
+        &s.base.join("m2"),
+        &["--allow-other", "--no-xattrs"],
+    );
+    let f = m.path(&rel);
+    assert_eq!(
+        fs::metadata(&f).unwrap().mode() & 0o777,
+        0o600,
+        "user:1235 has ---, so the group and others get nothing"
+    );
+    let out = as_nobody(&format!("cat '{}'", f.display()));
+    assert!(
+        out.stdout.is_empty() && String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
+        "{:?}",
+        out
+    );
+    assert_eq!(
+        fs::read(&f).unwrap(),
+        b"named users may read\n",
+        "root reads"
+    );
+    let listed = xattr::list(&f).map(|l| l.count()).unwrap_or(0);
+    assert_eq!(listed, 0, "no extended attributes");
+    assert!(
+        !matches!(xattr::get(&f, "system.posix_acl_access"), Ok(Some(_))),
+        "no ACL"
+    );
+    // A file without an ACL keeps its mode.
+    let public = m.path(&format!(
+        "latest/web1/{}/public",
+        inside(&s.base.join("src"))
+    ));
+    assert_eq!(fs::metadata(&public).unwrap().mode() & 0o777, 0o644);
+    assert!(m.stop().success());
+}

@@ -135,6 +135,7 @@ pub fn mount(ctx: &Ctx, a: MountArgs) -> Result<u8> {
     let opts = VfsOptions {
         cache_bytes: ctx.cache_size(a.cache_size)?,
         root: a.path.clone().unwrap_or_default().into_bytes(),
+        xattrs: !a.no_xattrs,
         ..VfsOptions::default()
     };
     // Open the view before daemonizing, so a bad --path or repository fails here, visibly.

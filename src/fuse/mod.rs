@@ -185,11 +185,14 @@ impl Filesystem for YesterFs {
             InitFlags::FUSE_PARALLEL_DIROPS,
             InitFlags::FUSE_CACHE_SYMLINKS,
             InitFlags::FUSE_MAX_PAGES,
-            // The kernel then caches each inode's ACLs (or their absence) instead of asking
-            // for `system.posix_acl_*` on every `ls -l`, and enforces ACLs a backup holds.
-            InitFlags::FUSE_POSIX_ACL,
         ] {
             let _ = config.add_capabilities(flag);
+        }
+        // The kernel then caches each inode's ACLs (or their absence) instead of asking for
+        // `system.posix_acl_*` on every `ls -l`, and enforces ACLs a backup holds. Without
+        // extended attributes the view narrows modes to what the ACLs allow instead.
+        if self.vfs.serves_xattrs() {
+            let _ = config.add_capabilities(InitFlags::FUSE_POSIX_ACL);
         }
         let _ = config.set_max_readahead(1 << 20);
         Ok(())
@@ -414,6 +417,11 @@ impl Filesystem for YesterFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        // ENOSYS, not ENODATA: the kernel then stops asking for the rest of the mount, which
+        // saves a round trip per entry of every `ls -l` (see `VfsOptions::xattrs`).
+        if !self.vfs.serves_xattrs() {
+            return reply.error(Errno::ENOSYS);
+        }
         let res = self
             .node(ino)
             .and_then(|n| self.vfs.xattrs(&n).map_err(|e| errno(&e)));
@@ -429,6 +437,9 @@ impl Filesystem for YesterFs {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        if !self.vfs.serves_xattrs() {
+            return reply.error(Errno::ENOSYS);
+        }
         let res = self
             .node(ino)
             .and_then(|n| self.vfs.xattrs(&n).map_err(|e| errno(&e)));

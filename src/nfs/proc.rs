@@ -17,6 +17,7 @@ use super::handle::{ExportTag, HandleKey};
 use super::rpc::{self, Call, Cred};
 use super::xdr::{opaque_len, Garbage, Reader, Writer};
 use crate::engine::tree::{NodeKind, Timestamp};
+use crate::vfs::acl;
 use crate::vfs::{Attr, Node, OpenFile, Vfs, VfsError};
 
 pub const NFS_PROGRAM: u32 = 100003;
@@ -114,20 +115,15 @@ fn fattr(a: &Attr) -> fattr3 {
     }
 }
 
-/// Whether `creds` may do `want` (4 read, 2 write, 1 execute) on a file with these attributes.
+/// Whether `creds` may do `want` (4 read, 2 write, 1 execute) on a file with these attributes
+/// (its mode, or the ACL the backup recorded for it).
 fn permitted(a: &Attr, c: &Creds, want: u32) -> bool {
-    if c.uid == 0 {
-        // Root reads everything; it executes only what someone may execute (like the kernel).
-        return want & 1 == 0 || a.kind == NodeKind::Dir || a.perm & 0o111 != 0;
-    }
-    let bits = if a.uid == c.uid {
-        a.perm >> 6
-    } else if a.gid == c.gid || c.gids.contains(&a.gid) {
-        a.perm >> 3
-    } else {
-        a.perm
-    } & 7;
-    bits & want == want
+    let caller = acl::Caller {
+        uid: c.uid,
+        gid: c.gid,
+        gids: &c.gids,
+    };
+    acl::permitted(a, a.acl.as_ref(), &caller, want)
 }
 
 fn post_attr(vfs: &Vfs, node: &Node) -> post_op_attr {

@@ -11,6 +11,7 @@
 //! Threading: every method takes `&self` and may be called from many threads at once.
 //! Caches are behind mutexes held only for map operations, never during I/O.
 
+pub mod acl;
 pub mod cache;
 pub mod error;
 pub mod file;
@@ -49,6 +50,10 @@ pub struct VfsOptions {
     pub refresh: Duration,
     /// Chunks to fetch ahead of sequential reads.
     pub prefetch: usize,
+    /// Serve extended attributes (and with them ACLs). Without them a FUSE kernel stops
+    /// asking for each file's (`ls -l` asks for `security.selinux` of every entry), and modes
+    /// are narrowed to what ACLs allow ([`acl::Acl::narrowed_mode`]).
+    pub xattrs: bool,
 }
 
 impl Default for VfsOptions {
@@ -59,6 +64,7 @@ impl Default for VfsOptions {
             root: Vec::new(),
             refresh: Duration::from_secs(1),
             prefetch: 2,
+            xattrs: true,
         }
     }
 }
@@ -80,6 +86,8 @@ pub struct Attr {
     pub mtime: Timestamp,
     pub ctime: Timestamp,
     pub rdev: u64,
+    /// The access ACL the backup recorded, if any (checked by [`acl::permitted`]).
+    pub acl: Option<acl::Acl>,
 }
 
 /// File-system wide numbers for `statfs`.
@@ -169,6 +177,7 @@ pub struct Vfs {
     links: Mutex<LruCache<SnapshotId, Arc<LinkTable>>>,
     root: Node,
     prefetch: usize,
+    xattrs: bool,
 }
 
 fn virtual_attr(ino: u64, time: Timestamp, subdirs: usize) -> Attr {
@@ -185,6 +194,7 @@ fn virtual_attr(ino: u64, time: Timestamp, subdirs: usize) -> Attr {
         mtime: time,
         ctime: time,
         rdev: 0,
+        acl: None,
     }
 }
 
@@ -215,6 +225,7 @@ impl Vfs {
             )),
             root: Node::Root,
             prefetch: opts.prefetch,
+            xattrs: opts.xattrs,
         };
         vfs.root = vfs.resolve_root(&opts.root)?;
         Ok(vfs)
@@ -223,6 +234,24 @@ impl Vfs {
     /// The root node of this view.
     pub fn root(&self) -> &Node {
         &self.root
+    }
+
+    /// Whether this view serves extended attributes ([`VfsOptions::xattrs`]).
+    pub fn serves_xattrs(&self) -> bool {
+        self.xattrs
+    }
+
+    /// Permission bits and ACL of an entry as this view shows them.
+    fn perm_and_acl(&self, e: &Entry) -> (u32, Option<acl::Acl>) {
+        let perm = e.mode & 0o7777;
+        if e.xattrs.is_empty() {
+            return (perm, None);
+        }
+        let acl = acl::Acl::of(&e.xattrs);
+        match &acl {
+            Some(a) if !self.xattrs => (a.narrowed_mode(perm), acl),
+            _ => (perm, acl),
+        }
     }
 
     fn state(&self) -> Arc<State> {
@@ -556,10 +585,11 @@ impl Vfs {
         } else {
             self.link_count(st, snap, e)
         };
+        let (perm, acl) = self.perm_and_acl(e);
         Ok(Attr {
             ino,
             kind: e.kind,
-            perm: e.mode & 0o7777,
+            perm,
             nlink,
             uid: e.uid,
             gid: e.gid,
@@ -569,6 +599,7 @@ impl Vfs {
             mtime: e.mtime,
             ctime: e.ctime,
             rdev: e.rdev,
+            acl,
         })
     }
 
@@ -609,7 +640,7 @@ impl Vfs {
                 let mut a = virtual_attr(ino, time, subdirs);
                 a.perm = 0o755;
                 if let Some(e) = entry {
-                    a.perm = e.mode & 0o7777;
+                    (a.perm, a.acl) = self.perm_and_acl(&e);
                     a.uid = e.uid;
                     a.gid = e.gid;
                 }
@@ -657,6 +688,9 @@ impl Vfs {
     }
 
     fn xattrs_in(&self, st: &Arc<State>, node: &Node) -> VfsResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        if !self.xattrs {
+            return Ok(Vec::new());
+        }
         if let Some(e) = self.entry_of(st, node) {
             return Ok(e?.xattrs);
         }
