@@ -94,14 +94,9 @@ impl EncodedBlob {
     pub fn encode_with_id(id: BlobId, kind: BlobKind, raw: &[u8], level: i32) -> Result<Self> {
         let raw_len = u32::try_from(raw.len())
             .map_err(|_| Error::Invalid("blob larger than 4 GiB".into()))?;
-        // Cheap incompressibility probe: a fast pass over a sample before the real work.
-        let worth_trying = raw.len() < 64 * 1024 || {
-            let sample = &raw[..64 * 1024];
-            zstd::bulk::compress(sample, 1).is_ok_and(|c| c.len() < sample.len() * 97 / 100)
-        };
-        if worth_trying {
-            let mut c = zstd::bulk::compress(raw, level)
-                .map_err(|e| Error::Invalid(format!("zstd: {e}")))?;
+        if raw.len() < PROBE_FROM || worth_compressing(raw) {
+            let mut c =
+                zstd_compress(raw, level).map_err(|e| Error::Invalid(format!("zstd: {e}")))?;
             if c.len() < raw.len() {
                 // zstd sized the buffer for the worst case; a queued blob holds what it uses.
                 c.shrink_to_fit();
@@ -122,6 +117,46 @@ impl EncodedBlob {
             bytes: raw.to_vec(),
         })
     }
+}
+
+/// Blobs from this size on are probed before they are compressed.
+const PROBE_FROM: usize = 64 * 1024;
+/// The probe compresses this many slices of this many bytes, spread over the blob.
+const PROBE_SLICES: usize = 4;
+const PROBE_SLICE: usize = 4096;
+
+/// Whether zstd is worth running over `raw` (at least [`PROBE_FROM`] bytes): a level-1 pass
+/// over slices from its start, middle and end must save 3 %. Already-compressed data (media,
+/// archives, packages) then costs one cheap pass instead of a full one at the real level.
+fn worth_compressing(raw: &[u8]) -> bool {
+    let mut sample = [0u8; PROBE_SLICES * PROBE_SLICE];
+    let step = (raw.len() - PROBE_SLICE) / (PROBE_SLICES - 1);
+    for (i, out) in sample.chunks_exact_mut(PROBE_SLICE).enumerate() {
+        out.copy_from_slice(&raw[i * step..i * step + PROBE_SLICE]);
+    }
+    zstd_compress(&sample, 1).is_ok_and(|c| c.len() < sample.len() * 97 / 100)
+}
+
+thread_local! {
+    /// This thread's zstd compression contexts by level: a context costs about as much to set
+    /// up as compressing a small blob, and a backup compresses tens of thousands.
+    static COMPRESSORS: std::cell::RefCell<Vec<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Compress `raw` at `level` with this thread's context (a standard frame with its content
+/// size, as `zstd::bulk::compress` makes).
+fn zstd_compress(raw: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    COMPRESSORS.with_borrow_mut(|cs| {
+        let i = match cs.iter().position(|(l, _)| *l == level) {
+            Some(i) => i,
+            None => {
+                cs.push((level, zstd::bulk::Compressor::new(level)?));
+                cs.len() - 1
+            }
+        };
+        cs[i].1.compress(raw)
+    })
 }
 
 thread_local! {
