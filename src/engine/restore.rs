@@ -144,12 +144,21 @@ struct Restorer<'a> {
     is_root: bool,
     links: HashMap<HardlinkKey, Loc>,
     report: RestoreReport,
-    /// Files created whose content and metadata are still to be written.
-    pending: Vec<(Loc, Entry)>,
+    /// Files whose content and metadata are still to be written.
+    pending: Vec<Pending>,
     pending_bytes: u64,
     /// Directories whose entries all exist; their metadata follows their files' content.
     pending_dirs: Vec<(Loc, Entry)>,
     progress: &'a dyn RestoreProgress,
+}
+
+/// A file of the next batch. Most files are created by the thread that writes them, in one
+/// go; a big file (written in pieces by several threads) or a hard-linked one (whose other
+/// names are linked to it during the walk) is `created` by the walk already.
+struct Pending {
+    loc: Loc,
+    entry: Entry,
+    created: bool,
 }
 
 /// Part of a file to write: chunks `first..end` of `batch[file]`, starting at byte `offset`.
@@ -161,9 +170,9 @@ struct Piece {
 }
 
 /// Cut each file of a batch into pieces of about [`PIECE_BYTES`].
-fn pieces(batch: &[(Loc, Entry)]) -> Vec<Piece> {
+fn pieces(batch: &[Pending]) -> Vec<Piece> {
     let mut out = Vec::new();
-    for (file, (_, e)) in batch.iter().enumerate() {
+    for (file, Pending { entry: e, .. }) in batch.iter().enumerate() {
         let (mut first, mut offset, mut len) = (0, 0, 0);
         for (i, c) in e.chunks.iter().enumerate() {
             len += u64::from(c.len);
@@ -223,8 +232,9 @@ impl Restorer<'_> {
         Ok(true)
     }
 
-    fn restore_entry(&mut self, e: &Entry, dest: &Loc) -> Result<()> {
-        let fresh = self.prepare(dest, e.kind)?;
+    /// Restore `e` at `dest`; `in_fresh` says its directory was just created (so empty).
+    fn restore_entry(&mut self, e: &Entry, dest: &Loc, in_fresh: bool) -> Result<()> {
+        let fresh = in_fresh || self.prepare(dest, e.kind)?;
         if let Some(key) = e.hardlink.filter(|_| e.kind != NodeKind::Dir) {
             if let Some(first) = self.links.get(&key) {
                 nix::unistd::linkat(
@@ -250,7 +260,7 @@ impl Restorer<'_> {
                     .map_err(|err| dest.io(err))?;
                 }
                 let dir = dest.open_dir()?;
-                self.restore_tree(e.subtree.unwrap_or_default(), &dir, &dest.path)?;
+                self.restore_tree(e.subtree.unwrap_or_default(), &dir, &dest.path, fresh)?;
                 self.report.dirs += 1;
                 // Mode and times once its files are written (a batch later, in `flush`).
                 self.pending_dirs.push((dest.clone(), e.clone()));
@@ -307,7 +317,7 @@ impl Restorer<'_> {
         if let Some(key) = e.hardlink.filter(|_| e.kind != NodeKind::Dir) {
             self.links.insert(key, dest.clone());
         }
-        let errors = set_metadata(e, dest, self.is_root);
+        let errors = set_metadata(e, Meta::At(dest), self.is_root);
         self.record(errors);
         Ok(())
     }
@@ -319,11 +329,19 @@ impl Restorer<'_> {
         }
     }
 
-    /// Create the file now (so hard links to it can be made at once); its content and
-    /// metadata are written with the next batch, in parallel.
+    /// Queue the file for the next batch, whose threads write content and metadata in
+    /// parallel; a big or hard-linked file is created now (see [`Pending`]).
     fn create_file(&mut self, e: &Entry, dest: &Loc) -> Result<()> {
-        dest.open_file(OFlag::O_CREAT | OFlag::O_EXCL)?;
-        self.pending.push((dest.clone(), e.clone()));
+        let stored: u64 = e.chunks.iter().map(|c| u64::from(c.len)).sum();
+        let created = e.hardlink.is_some() || stored >= PIECE_BYTES;
+        if created {
+            dest.open_file(OFlag::O_CREAT | OFlag::O_EXCL)?;
+        }
+        self.pending.push(Pending {
+            loc: dest.clone(),
+            entry: e.clone(),
+            created,
+        });
         self.pending_bytes += e.size;
         if self.pending.len() >= BATCH_FILES || self.pending_bytes >= BATCH_BYTES {
             self.flush()?;
@@ -338,29 +356,54 @@ impl Restorer<'_> {
         self.pending_bytes = 0;
         let (reader, is_root, progress) = (self.reader, self.is_root, self.progress);
         let pieces = pieces(&batch);
-        let written: Vec<Result<(u64, Option<Damage>)>> = pieces
+        // A file not created yet is one piece (see `create_file`): its thread creates it,
+        // writes it and sets its metadata through the one descriptor.
+        let written: Vec<Result<Written>> = pieces
             .par_iter()
             .map(|p| {
-                let (dest, e) = &batch[p.file];
-                let r = write_piece(reader, e, dest, p)?;
-                progress.bytes_done(r.0);
-                Ok(r)
+                let f = &batch[p.file];
+                let r = if f.created {
+                    write_piece(reader, &f.entry, &f.loc, p, None)
+                        .map(|(b, d)| Written::Piece(b, d))
+                } else {
+                    write_whole(reader, f, p, is_root)
+                };
+                if let Ok(Written::Piece(b, _) | Written::Whole(b, _)) = &r {
+                    progress.bytes_done(*b);
+                }
+                r
             })
             .collect();
         // A damaged chunk is reported once per file, the first one, however many pieces met
         // damage (pieces are in file order).
         let mut damaged: Vec<Option<Damage>> = vec![None; batch.len()];
         for (p, r) in pieces.iter().zip(written) {
-            let (bytes, err) = r?;
-            self.report.bytes += bytes;
-            if damaged[p.file].is_none() {
-                damaged[p.file] = err;
+            match r? {
+                Written::Piece(bytes, err) => {
+                    self.report.bytes += bytes;
+                    if damaged[p.file].is_none() {
+                        damaged[p.file] = err;
+                    }
+                }
+                Written::Whole(bytes, errors) => {
+                    self.report.bytes += bytes;
+                    self.record(errors);
+                }
             }
         }
         let finished: Vec<Result<Vec<String>>> = batch
             .par_iter()
             .zip(damaged)
-            .map(|((dest, e), damage)| {
+            .filter(|(f, _)| f.created || f.entry.chunks.is_empty())
+            .map(|(f, damage)| {
+                let (dest, e) = (&f.loc, &f.entry);
+                if !f.created {
+                    // No content: created here, with its size (all of it a hole).
+                    let file = dest.open_file(OFlag::O_CREAT | OFlag::O_EXCL)?;
+                    file.set_len(e.size)
+                        .map_err(|err| Error::io(dest.path.display(), err))?;
+                    return Ok(set_metadata(e, Meta::Fd(&file, &dest.path), is_root));
+                }
                 // After a damaged chunk the file ends at the bytes verified so far: padding it
                 // to its size would leave zeros where the data was, a wrong byte that looks
                 // restored.
@@ -377,7 +420,7 @@ impl Restorer<'_> {
                         .map_err(|err| Error::io(dest.path.display(), err))?;
                 }
                 let mut errors: Vec<String> = damage.into_iter().map(|d| d.msg).collect();
-                errors.extend(set_metadata(e, dest, is_root));
+                errors.extend(set_metadata(e, Meta::At(dest), is_root));
                 Ok(errors)
             })
             .collect();
@@ -385,13 +428,19 @@ impl Restorer<'_> {
             self.record(r?);
         }
         for (dest, e) in std::mem::take(&mut self.pending_dirs) {
-            let errors = set_metadata(&e, &dest, is_root);
+            let errors = set_metadata(&e, Meta::At(&dest), is_root);
             self.record(errors);
         }
         Ok(())
     }
 
-    fn restore_tree(&mut self, id: BlobId, dir: &Arc<OwnedFd>, path: &Path) -> Result<()> {
+    fn restore_tree(
+        &mut self,
+        id: BlobId,
+        dir: &Arc<OwnedFd>,
+        path: &Path,
+        fresh: bool,
+    ) -> Result<()> {
         let tree = match self.reader.read_tree(&id) {
             Ok(t) => t,
             Err(err) => {
@@ -403,7 +452,7 @@ impl Restorer<'_> {
             }
         };
         for e in &tree.entries {
-            self.restore_entry(e, &Loc::child(dir, path, &e.name))?;
+            self.restore_entry(e, &Loc::child(dir, path, &e.name), fresh)?;
         }
         Ok(())
     }
@@ -452,8 +501,9 @@ fn restore_in_pool(
         )
     })?;
     match node {
-        Node::Root(id) => r.restore_tree(*id, &target, &opts.target)?,
-        Node::Entry(e) => r.restore_entry(e, &Loc::child(&target, &opts.target, &e.name))?,
+        // The target may hold files already: nothing in it counts as fresh.
+        Node::Root(id) => r.restore_tree(*id, &target, &opts.target, false)?,
+        Node::Entry(e) => r.restore_entry(e, &Loc::child(&target, &opts.target, &e.name), false)?,
     }
     r.flush()?;
     Ok(r.report)
@@ -466,15 +516,46 @@ struct Damage {
     msg: String,
 }
 
-/// Write one piece of a file's content into the (already created) file, leaving holes for
-/// zero blocks; returns the bytes written and the damage met (the piece stops there).
+/// What a task of a batch did: a piece of a file created before (bytes written, damage met),
+/// or a whole file it created (bytes written, problems: damage, metadata).
+enum Written {
+    Piece(u64, Option<Damage>),
+    Whole(u64, Vec<String>),
+}
+
+/// Create a file of one piece, write it, cut it where damage stopped it, set its metadata.
+fn write_whole(reader: &BlobReader, f: &Pending, piece: &Piece, is_root: bool) -> Result<Written> {
+    let (dest, e) = (&f.loc, &f.entry);
+    let file = dest.open_file(OFlag::O_CREAT | OFlag::O_EXCL)?;
+    let (bytes, damage) = write_piece(reader, e, dest, piece, Some(&file))?;
+    let mut errors = Vec::new();
+    if let Some(d) = damage {
+        // As in `flush`: a damaged file ends where its verified bytes end.
+        file.set_len(d.at)
+            .map_err(|err| Error::io(dest.path.display(), err))?;
+        errors.push(d.msg);
+    }
+    errors.extend(set_metadata(e, Meta::Fd(&file, &dest.path), is_root));
+    Ok(Written::Whole(bytes, errors))
+}
+
+/// Write one piece of a file's content into the file (`open`, else opened here), leaving
+/// holes for zero blocks; returns the bytes written and the damage met (the piece stops there).
 fn write_piece(
     reader: &BlobReader,
     e: &Entry,
     dest: &Loc,
     piece: &Piece,
+    open: Option<&File>,
 ) -> Result<(u64, Option<Damage>)> {
-    let f = dest.open_file(OFlag::empty())?;
+    let opened;
+    let f = match open {
+        Some(f) => f,
+        None => {
+            opened = dest.open_file(OFlag::empty())?;
+            &opened
+        }
+    };
     let mut written = 0;
     let mut pos = piece.offset;
     // Runs of one chunk (zeros in disk images) are read and verified once.
@@ -508,51 +589,79 @@ fn write_piece(
     Ok((written, None))
 }
 
+/// Where metadata goes: a name in a directory, or a file restore has open (and its path).
+enum Meta<'a> {
+    At(&'a Loc),
+    Fd(&'a File, &'a Path),
+}
+
 /// Owner, extended attributes, mode and times of a restored entry; returns the problems.
-fn set_metadata(e: &Entry, dest: &Loc, is_root: bool) -> Vec<String> {
+fn set_metadata(e: &Entry, to: Meta, is_root: bool) -> Vec<String> {
     let mut errors = Vec::new();
-    let mut fail =
-        |msg: std::fmt::Arguments| errors.push(format!("{}: {msg}", dest.path.display()));
-    let (dir, name) = (dest.dir.as_ref(), dest.name.as_slice());
+    let path = match &to {
+        Meta::At(l) => l.path.as_path(),
+        Meta::Fd(_, p) => p,
+    };
+    let mut fail = |msg: std::fmt::Arguments| errors.push(format!("{}: {msg}", path.display()));
     if is_root {
-        if let Err(err) = nix::unistd::fchownat(
-            dir,
-            name,
-            Some(Uid::from_raw(e.uid)),
-            Some(Gid::from_raw(e.gid)),
-            AtFlags::AT_SYMLINK_NOFOLLOW,
-        ) {
+        let (uid, gid) = (Some(Uid::from_raw(e.uid)), Some(Gid::from_raw(e.gid)));
+        let r = match &to {
+            Meta::At(l) => nix::unistd::fchownat(
+                l.dir.as_ref(),
+                l.name.as_slice(),
+                uid,
+                gid,
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            ),
+            Meta::Fd(f, _) => nix::unistd::fchown(f, uid, gid),
+        };
+        if let Err(err) = r {
             fail(format_args!("cannot set owner: {err}"));
         }
     }
     // Extended attributes after chown, which drops security.capability, and before chmod,
     // which may take away the write permission a non-root user needs to set them.
-    if !e.xattrs.is_empty() {
-        let p = dest.proc_path();
-        for (k, v) in &e.xattrs {
-            if let Err(err) = xattr::set(&p, OsStr::from_bytes(k), v) {
-                fail(format_args!(
-                    "cannot set extended attribute {}: {err}",
-                    String::from_utf8_lossy(k)
-                ));
-            }
+    for (k, v) in &e.xattrs {
+        let r = match &to {
+            Meta::At(l) => xattr::set(l.proc_path(), OsStr::from_bytes(k), v),
+            Meta::Fd(f, _) => xattr::FileExt::set_xattr(*f, OsStr::from_bytes(k), v),
+        };
+        if let Err(err) = r {
+            fail(format_args!(
+                "cannot set extended attribute {}: {err}",
+                String::from_utf8_lossy(k)
+            ));
         }
     }
     // After chown, which clears set-id bits; symlinks have no mode of their own.
     if e.kind != NodeKind::Symlink {
-        if let Err(err) = nix::sys::stat::fchmodat(
-            dir,
-            name,
-            Mode::from_bits_truncate(e.mode & 0o7777),
-            FchmodatFlags::FollowSymlink,
-        ) {
+        let mode = Mode::from_bits_truncate(e.mode & 0o7777);
+        let r = match &to {
+            Meta::At(l) => nix::sys::stat::fchmodat(
+                l.dir.as_ref(),
+                l.name.as_slice(),
+                mode,
+                FchmodatFlags::FollowSymlink,
+            ),
+            Meta::Fd(f, _) => nix::sys::stat::fchmod(f, mode),
+        };
+        if let Err(err) = r {
             fail(format_args!("cannot set mode: {err}"));
         }
     }
     // atime is not recorded (reading files would change every tree); it is set to mtime.
     let t = timespec(e.mtime);
-    if let Err(err) = nix::sys::stat::utimensat(dir, name, &t, &t, UtimensatFlags::NoFollowSymlink)
-    {
+    let r = match &to {
+        Meta::At(l) => nix::sys::stat::utimensat(
+            l.dir.as_ref(),
+            l.name.as_slice(),
+            &t,
+            &t,
+            UtimensatFlags::NoFollowSymlink,
+        ),
+        Meta::Fd(f, _) => nix::sys::stat::futimens(f, &t, &t),
+    };
+    if let Err(err) = r {
         fail(format_args!("cannot set times: {err}"));
     }
     errors
