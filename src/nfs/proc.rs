@@ -18,7 +18,7 @@ use super::rpc::{self, Call, Cred};
 use super::xdr::{opaque_len, Garbage, Reader, Writer};
 use crate::engine::tree::{NodeKind, Timestamp};
 use crate::vfs::acl;
-use crate::vfs::{Attr, Node, OpenFile, Vfs, VfsError};
+use crate::vfs::{Attr, Node, OpenFile, Slice, Vfs, VfsError};
 
 pub const NFS_PROGRAM: u32 = 100003;
 pub const MOUNT_PROGRAM: u32 = 100005;
@@ -55,6 +55,43 @@ pub struct Service {
 struct Caller<'a> {
     peer: SocketAddr,
     cred: &'a Cred,
+}
+
+/// A reply: its bytes, then (READ only) the data as slices of cached chunks and the zero bytes
+/// that pad it to a multiple of 4. The server writes the parts with one `writev`.
+pub struct Reply {
+    pub head: Vec<u8>,
+    pub data: Vec<Slice>,
+    pub pad: usize,
+}
+
+impl Reply {
+    fn bytes(head: Vec<u8>) -> Self {
+        Reply {
+            head,
+            data: Vec::new(),
+            pad: 0,
+        }
+    }
+
+    /// Its length on the wire (without the record mark).
+    pub fn len(&self) -> usize {
+        self.head.len() + self.data.iter().map(Slice::len).sum::<usize>() + self.pad
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// All of it in one buffer.
+    pub fn into_bytes(self) -> Vec<u8> {
+        let mut out = self.head;
+        for s in &self.data {
+            out.extend_from_slice(s.bytes());
+        }
+        out.resize(out.len() + self.pad, 0);
+        out
+    }
 }
 
 /// A request's node, its export and the caller's effective credentials.
@@ -190,12 +227,17 @@ impl Service {
 
     /// Answer one RPC record; `None` means send nothing (unreadable garbage).
     pub fn call(&self, peer: SocketAddr, record: &[u8]) -> Option<Vec<u8>> {
+        self.call_reply(peer, record).map(Reply::into_bytes)
+    }
+
+    /// As [`Service::call`], with READ data left in the chunk cache (see [`Reply`]).
+    pub fn call_reply(&self, peer: SocketAddr, record: &[u8]) -> Option<Reply> {
         let call = match rpc::parse_call(record) {
             Ok(c) => c,
             Err(rpc::BadCall::Unreadable) => return None,
-            Err(rpc::BadCall::Mismatch(xid)) => return Some(rpc::rpc_mismatch(xid)),
+            Err(rpc::BadCall::Mismatch(xid)) => return Some(Reply::bytes(rpc::rpc_mismatch(xid))),
             Err(rpc::BadCall::BadCred(xid)) => {
-                return Some(rpc::auth_error(xid, rpc::AUTH_BADCRED))
+                return Some(Reply::bytes(rpc::auth_error(xid, rpc::AUTH_BADCRED)))
             }
         };
         let caller = Caller {
@@ -208,17 +250,21 @@ impl Service {
                 body.map(|body| {
                     let mut w = rpc::accepted(call.xid, rpc::SUCCESS);
                     w.buf.extend_from_slice(&body);
-                    w.buf
+                    Reply::bytes(w.buf)
                 })
             }),
-            (NFS_PROGRAM, _) => return Some(rpc::prog_mismatch(call.xid, NFS_VERSION)),
-            (MOUNT_PROGRAM, _) => return Some(rpc::prog_mismatch(call.xid, MOUNT_VERSION)),
-            _ => return Some(rpc::accepted(call.xid, rpc::PROG_UNAVAIL).buf),
+            (NFS_PROGRAM, _) => {
+                return Some(Reply::bytes(rpc::prog_mismatch(call.xid, NFS_VERSION)))
+            }
+            (MOUNT_PROGRAM, _) => {
+                return Some(Reply::bytes(rpc::prog_mismatch(call.xid, MOUNT_VERSION)))
+            }
+            _ => return Some(Reply::bytes(rpc::accepted(call.xid, rpc::PROG_UNAVAIL).buf)),
         };
         Some(match result {
             Ok(Some(reply)) => reply,
-            Ok(None) => rpc::accepted(call.xid, rpc::PROC_UNAVAIL).buf,
-            Err(Garbage) => rpc::accepted(call.xid, rpc::GARBAGE_ARGS).buf,
+            Ok(None) => Reply::bytes(rpc::accepted(call.xid, rpc::PROC_UNAVAIL).buf),
+            Err(Garbage) => Reply::bytes(rpc::accepted(call.xid, rpc::GARBAGE_ARGS).buf),
         })
     }
 
@@ -295,9 +341,10 @@ impl Service {
 
     /// An NFS call's whole reply, RPC header included: written in place, so a READ's data is
     /// not copied again behind a header.
-    fn nfs(&self, call: &Call, caller: &Caller) -> Result<Option<Vec<u8>>, Garbage> {
+    fn nfs(&self, call: &Call, caller: &Caller) -> Result<Option<Reply>, Garbage> {
         let mut r = Reader::new(call.args);
         let mut w = rpc::accepted(call.xid, rpc::SUCCESS);
+        let mut data = Vec::new();
         let rofs = |w: &mut Writer, wccs: usize| {
             w.item(&nfsstat3::NFS3ERR_ROFS);
             for _ in 0..wccs {
@@ -310,7 +357,7 @@ impl Service {
             3 => self.lookup(&mut r, &mut w, caller)?,
             4 => self.access(&mut r, &mut w, caller)?,
             5 => self.readlink(&mut r, &mut w, caller)?,
-            6 => self.read(&mut r, &mut w, caller)?,
+            6 => self.read(&mut r, &mut w, caller, &mut data)?,
             16 => self.readdir(&mut r, &mut w, caller, false)?,
             17 => self.readdir(&mut r, &mut w, caller, true)?,
             18 => self.fsstat(&mut r, &mut w, caller)?,
@@ -328,7 +375,12 @@ impl Service {
             }
             _ => return Ok(None),
         }
-        Ok(Some(w.buf))
+        let pad = (4 - data.iter().map(Slice::len).sum::<usize>() % 4) % 4;
+        Ok(Some(Reply {
+            head: w.buf,
+            data,
+            pad,
+        }))
     }
 
     fn getattr(&self, r: &mut Reader, w: &mut Writer, caller: &Caller) -> Result<(), Garbage> {
@@ -468,7 +520,14 @@ impl Service {
         Ok(f)
     }
 
-    fn read(&self, r: &mut Reader, w: &mut Writer, caller: &Caller) -> Result<(), Garbage> {
+    /// READ; the data is left in `data` (slices of cached chunks), to follow `w`'s bytes.
+    fn read(
+        &self,
+        r: &mut Reader,
+        w: &mut Writer,
+        caller: &Caller,
+        data: &mut Vec<Slice>,
+    ) -> Result<(), Garbage> {
         let t = self.target(r, caller)?;
         let offset = r.u64()?;
         let count = r.u32()?.min(RTMAX);
@@ -487,25 +546,19 @@ impl Service {
             let f = self.open_file(&t.node).map_err(|e| stat_of(&e))?;
             Ok((a, f))
         });
-        let start = w.buf.len();
         let res = res.and_then(|(a, f)| {
-            // The data goes straight into the reply (no copy of up to 1 MiB in between); the
-            // count, eof and length words are filled in once its length is known.
+            // The data stays in the chunk cache: the reply is sent from there (no copy of up
+            // to 1 MiB), after the words that say how long it is.
+            let slices = self
+                .vfs
+                .read_slices(&f, offset, count)
+                .map_err(|e| stat_of(&e))?;
+            let n: usize = slices.iter().map(Slice::len).sum();
+            let eof = offset.saturating_add(n as u64) >= a.size;
             w.item(&nfsstat3::NFS3_OK)
                 .item(&post_op_attr::attributes(fattr(&a)));
-            let words = w.buf.len();
-            w.u32(0).bool(false).u32(0);
-            let data = w.buf.len();
-            if let Err(e) = self.vfs.read_into(&f, offset, count, &mut w.buf) {
-                w.buf.truncate(start);
-                return Err(stat_of(&e));
-            }
-            let n = w.buf.len() - data;
-            let eof = offset.saturating_add(n as u64) >= a.size;
-            w.buf[words..words + 4].copy_from_slice(&(n as u32).to_be_bytes());
-            w.buf[words + 4..words + 8].copy_from_slice(&u32::from(eof).to_be_bytes());
-            w.buf[words + 8..words + 12].copy_from_slice(&(n as u32).to_be_bytes());
-            w.buf.extend(std::iter::repeat_n(0, (4 - n % 4) % 4));
+            w.u32(n as u32).bool(eof).u32(n as u32);
+            *data = slices;
             Ok(())
         });
         if let Err(s) = res {

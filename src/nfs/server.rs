@@ -1,13 +1,15 @@
 //! The TCP side: record marking, many calls in flight per connection, bounded memory.
 
+use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 
-use super::proc::Service;
+use super::proc::{Reply, Service};
 use super::rpc::MAX_RECORD;
 
 /// Calls of one connection handled at the same time.
@@ -42,15 +44,33 @@ async fn read_record(s: &mut tokio::net::tcp::OwnedReadHalf) -> std::io::Result<
     }
 }
 
+/// Write one reply as one record: its mark, its bytes and its READ data straight from the
+/// cached chunks, with as few `writev` calls as the socket allows.
+async fn write_reply(wr: &mut OwnedWriteHalf, reply: &Reply) -> std::io::Result<()> {
+    const PAD: [u8; 3] = [0; 3];
+    let mark = (0x8000_0000u32 | reply.len() as u32).to_be_bytes();
+    let mut parts: Vec<IoSlice> = Vec::with_capacity(3 + reply.data.len());
+    parts.push(IoSlice::new(&mark));
+    parts.push(IoSlice::new(&reply.head));
+    parts.extend(reply.data.iter().map(|s| IoSlice::new(s.bytes())));
+    parts.push(IoSlice::new(&PAD[..reply.pad.min(3)]));
+    let mut rest = &mut parts[..];
+    while !rest.is_empty() {
+        match wr.write_vectored(rest).await? {
+            0 => return Err(std::io::ErrorKind::WriteZero.into()),
+            n => IoSlice::advance_slices(&mut rest, n),
+        }
+    }
+    Ok(())
+}
+
 async fn connection(stream: TcpStream, peer: SocketAddr, service: Arc<Service>) {
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(IN_FLIGHT_PER_CONNECTION);
+    let (tx, mut rx) = mpsc::channel::<Reply>(IN_FLIGHT_PER_CONNECTION);
     let writer = tokio::spawn(async move {
         while let Some(reply) = rx.recv().await {
-            // Record mark, then the reply as it is: no copy of a 1 MiB READ reply.
-            let mark = (0x8000_0000u32 | reply.len() as u32).to_be_bytes();
-            if wr.write_all(&mark).await.is_err() || wr.write_all(&reply).await.is_err() {
+            if write_reply(&mut wr, &reply).await.is_err() {
                 break;
             }
         }
@@ -71,7 +91,8 @@ async fn connection(stream: TcpStream, peer: SocketAddr, service: Arc<Service>) 
         let service = service.clone();
         let tx = tx.clone();
         tokio::spawn(async move {
-            let reply = tokio::task::spawn_blocking(move || service.call(peer, &record)).await;
+            let reply =
+                tokio::task::spawn_blocking(move || service.call_reply(peer, &record)).await;
             if let Ok(Some(reply)) = reply {
                 let _ = tx.send(reply).await;
             }

@@ -1,6 +1,8 @@
 //! Open files: a chunk list with end offsets, read by binary search, with read-ahead.
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crate::engine::tree::ChunkRef;
 
@@ -36,24 +38,22 @@ impl OpenFile {
     }
 
     pub(super) fn read(&self, vfs: &Vfs, offset: u64, size: u32) -> VfsResult<Vec<u8>> {
-        let mut out = Vec::new();
-        self.read_into(vfs, offset, size, &mut out)?;
+        let slices = self.read_slices(vfs, offset, size)?;
+        let mut out = Vec::with_capacity(slices.iter().map(Slice::len).sum());
+        for s in &slices {
+            out.extend_from_slice(s.bytes());
+        }
         Ok(out)
     }
 
-    /// As [`OpenFile::read`], appending to `out` (an NFS reply, without a copy in between).
-    pub(super) fn read_into(
-        &self,
-        vfs: &Vfs,
-        offset: u64,
-        size: u32,
-        out: &mut Vec<u8>,
-    ) -> VfsResult<()> {
+    /// The bytes `offset..offset + size` (fewer at the end of the file) as slices of cached
+    /// chunks, in order: a reply can be sent from them without copying them first.
+    pub(super) fn read_slices(&self, vfs: &Vfs, offset: u64, size: u32) -> VfsResult<Vec<Slice>> {
+        let mut out = Vec::new();
         let end = offset.saturating_add(u64::from(size)).min(self.size);
         if offset >= end {
-            return Ok(());
+            return Ok(out);
         }
-        out.reserve((end - offset) as usize);
         let mut i = self.ends.partition_point(|&e| e <= offset);
         let mut pos = offset;
         let sequential = self.next.swap(end, Ordering::Relaxed) == offset;
@@ -68,10 +68,35 @@ impl OpenFile {
             if from >= to {
                 break;
             }
-            out.extend_from_slice(&data[from..to]);
+            out.push(Slice {
+                chunk: data,
+                range: from..to,
+            });
             pos = start + to as u64;
             i += 1;
         }
-        Ok(())
+        Ok(out)
+    }
+}
+
+/// Part of a decompressed chunk, held by reference (the cache may drop the chunk meanwhile).
+#[derive(Clone, Debug)]
+pub struct Slice {
+    chunk: Arc<Vec<u8>>,
+    range: Range<usize>,
+}
+
+impl Slice {
+    pub fn bytes(&self) -> &[u8] {
+        // The range was cut to the chunk's length when the slice was made.
+        self.chunk.get(self.range.clone()).unwrap_or_default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.range.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.range.is_empty()
     }
 }

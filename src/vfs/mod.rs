@@ -12,6 +12,7 @@
 //! Caches are behind mutexes held only for map operations, never during I/O.
 
 pub mod acl;
+pub mod admission;
 pub mod cache;
 pub mod error;
 pub mod file;
@@ -30,7 +31,7 @@ use crate::engine::{BlobId, Repository, SnapshotId};
 use crate::points::{PointName, Selector};
 
 pub use error::{VfsError, VfsResult};
-pub use file::OpenFile;
+pub use file::{OpenFile, Slice};
 pub use node::{Node, PointSel};
 
 use cache::{ChunkCache, TreeCache};
@@ -725,15 +726,9 @@ impl Vfs {
         f.read(self, offset, size)
     }
 
-    /// Read into the end of `out`; on error `out` may hold part of the data.
-    pub fn read_into(
-        &self,
-        f: &OpenFile,
-        offset: u64,
-        size: u32,
-        out: &mut Vec<u8>,
-    ) -> VfsResult<()> {
-        f.read_into(self, offset, size, out)
+    /// As [`Vfs::read`], as slices of cached chunks (for replies sent without a copy).
+    pub fn read_slices(&self, f: &OpenFile, offset: u64, size: u32) -> VfsResult<Vec<Slice>> {
+        f.read_slices(self, offset, size)
     }
 
     fn chunk(&self, c: &crate::engine::tree::ChunkRef) -> VfsResult<Arc<Vec<u8>>> {
