@@ -141,10 +141,16 @@ impl ChunkCache {
     }
 
     /// The cached chunk; if a background fetch of it is under way, wait for that (a while)
-    /// rather than decompress it twice. `None` means: read it yourself.
-    pub fn get_or_wait(&self, id: &BlobId) -> Option<Arc<Vec<u8>>> {
-        if let Some(d) = self.get(id) {
-            return Some(d);
+    /// rather than decompress it twice. `None` means: read it yourself. `request` counts
+    /// this as a new request for the chunk (not for the rest of a read already counted).
+    pub fn get_or_wait(&self, id: &BlobId, request: bool) -> Option<Arc<Vec<u8>>> {
+        let found = if request {
+            self.get(id)
+        } else {
+            Self::lookup(&mut lock(&self.inner), id)
+        };
+        if found.is_some() {
+            return found;
         }
         let mut inflight = lock(&self.inflight);
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -256,7 +262,7 @@ mod tests {
     fn pass(c: &ChunkCache, n: u32) -> u32 {
         let mut hits = 0;
         for i in 0..n {
-            if c.get_or_wait(&chunk(i)).is_some() {
+            if c.get_or_wait(&chunk(i), true).is_some() {
                 hits += 1;
             } else {
                 c.insert(chunk(i), Arc::new(vec![0; 1 << 20]));
@@ -290,7 +296,7 @@ mod tests {
         for _ in 0..30 {
             hits = 0;
             for i in 0..60 {
-                if c.get_or_wait(&other(i)).is_some() {
+                if c.get_or_wait(&other(i), true).is_some() {
                     hits += 1;
                 } else {
                     c.insert(other(i), Arc::new(vec![0; 1 << 20]));
@@ -305,7 +311,7 @@ mod tests {
         let c = ChunkCache::new(2 << 20);
         let big = Arc::new(vec![1; (3 << 20) / 2]);
         c.insert(chunk(1), big.clone());
-        assert!(c.get_or_wait(&chunk(1)).is_some());
+        assert!(c.get_or_wait(&chunk(1), true).is_some());
         c.insert(chunk(2), big);
         assert!(c.get(&chunk(2)).is_some());
     }

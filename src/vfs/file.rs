@@ -62,8 +62,10 @@ impl OpenFile {
             if sequential && pos == offset {
                 vfs.prefetch(&self.chunks[i + 1..]);
             }
-            let data = vfs.chunk(&self.chunks[i])?;
             let from = (pos - start) as usize;
+            // A sequential reader asks for a big chunk many times; it counts as wanted once,
+            // when reading it begins (else big chunks would crowd the cache's admission).
+            let data = vfs.chunk(&self.chunks[i], from == 0 || !sequential)?;
             let to = ((end - start) as usize).min(data.len());
             if from >= to {
                 break;

@@ -731,8 +731,10 @@ impl Vfs {
         f.read_slices(self, offset, size)
     }
 
-    fn chunk(&self, c: &crate::engine::tree::ChunkRef) -> VfsResult<Arc<Vec<u8>>> {
-        if let Some(d) = self.chunks.get_or_wait(&c.id) {
+    /// A chunk, from the cache or read; `request` counts it as wanted again (see
+    /// [`ChunkCache::get_or_wait`]).
+    fn chunk(&self, c: &crate::engine::tree::ChunkRef, request: bool) -> VfsResult<Arc<Vec<u8>>> {
+        if let Some(d) = self.chunks.get_or_wait(&c.id, request) {
             return Ok(d);
         }
         let st = self.state();
