@@ -41,7 +41,8 @@ pub struct ChunkCache {
 
 impl ChunkCache {
     pub fn new(capacity: usize) -> Self {
-        // 1/16 of the budget, but at least two of the largest chunks where the budget allows.
+        // 1/16 of the budget, but at least 16 MiB (four chunks of the default largest size)
+        // where the budget allows.
         let window_capacity = (capacity / 16).max((16 << 20).min(capacity / 2));
         ChunkCache {
             inner: Mutex::new(Chunks {
