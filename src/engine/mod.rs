@@ -13,6 +13,7 @@ pub mod error;
 pub mod failpoint;
 pub mod fsat;
 pub mod id;
+pub mod idset;
 pub mod index;
 pub mod lock;
 pub mod lookup;

@@ -6,7 +6,6 @@
 //! Nothing written is referenced until the writer has been flushed or finished: only then may
 //! a snapshot naming these blobs be saved (docs/FORMAT.md, "Write protocol").
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -17,6 +16,7 @@ use rayon::prelude::*;
 use super::backend::Kind;
 use super::error::{Error, Result};
 use super::id::{BlobId, IndexId, PackId};
+use super::idset::IdSet;
 use super::index::{encode_index_file, Index, IndexedPack};
 use super::pack::{BlobKind, EncodedBlob, PackBuilder};
 use super::repo::Repository;
@@ -129,7 +129,7 @@ impl PackFiles {
 pub struct BlobWriter<'a> {
     repo: &'a Repository,
     index: &'a Index,
-    seen: HashSet<BlobId>,
+    seen: IdSet,
     batch: Vec<(BlobId, BlobKind, Vec<u8>)>,
     batch_bytes: usize,
     files: PackFiles,
@@ -140,7 +140,7 @@ impl<'a> BlobWriter<'a> {
         BlobWriter {
             repo,
             index,
-            seen: HashSet::new(),
+            seen: IdSet::new(),
             batch: Vec::new(),
             batch_bytes: 0,
             files: PackFiles::new(repo),
@@ -205,7 +205,7 @@ pub struct SharedWriter<'a> {
     repo: &'a Repository,
     index: &'a Index,
     /// Blobs claimed by some thread of this writer (so each new blob is compressed once).
-    seen: Mutex<HashSet<BlobId>>,
+    seen: Mutex<IdSet>,
     tx: SyncSender<EncodedBlob>,
     packer: JoinHandle<(PackFiles, Result<()>)>,
     /// Set when the walk failed: the packer then stops without writing what it holds.
@@ -226,14 +226,14 @@ impl<'a> SharedWriter<'a> {
         Ok(SharedWriter {
             repo,
             index,
-            seen: Mutex::new(HashSet::new()),
+            seen: Mutex::new(IdSet::new()),
             tx,
             packer,
             abort,
         })
     }
 
-    fn seen(&self) -> std::sync::MutexGuard<'_, HashSet<BlobId>> {
+    fn seen(&self) -> std::sync::MutexGuard<'_, IdSet> {
         // A thread that panicked while holding the lock left the set intact (insert only).
         self.seen.lock().unwrap_or_else(|p| p.into_inner())
     }
