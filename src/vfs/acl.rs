@@ -297,6 +297,56 @@ mod tests {
         assert_eq!(minimal.narrowed_mode(0o751), 0o751);
     }
 
+    proptest::proptest! {
+        /// Any bytes: parsing never panics, and whatever parses, the narrowed mode never
+        /// lets a caller do what the ACL refuses.
+        #[test]
+        fn narrowed_modes_are_safe_for_any_acl(
+            base in (0u16..8, 0u16..8, 0u16..8, proptest::option::of(0u16..8)),
+            named in proptest::collection::vec((proptest::bool::ANY, 0u16..8, 0u32..4), 0..5),
+            noise in proptest::collection::vec(proptest::num::u8::ANY, 0..40),
+        ) {
+            let _ = Acl::parse(&noise);
+            let (u, g, o, m) = base;
+            let mut entries = vec![(USER_OBJ, u, UNDEF), (GROUP_OBJ, g, UNDEF), (OTHER, o, UNDEF)];
+            let mut ids = std::collections::HashSet::new();
+            for &(user, p, id) in &named {
+                if ids.insert((user, id)) {
+                    entries.push((if user { USER } else { GROUP }, p, 1000 + id));
+                }
+            }
+            if let Some(m) = m.or(if named.is_empty() { None } else { Some(7) }) {
+                entries.push((MASK, m, UNDEF));
+            }
+            let b = encode(&entries);
+            let acl = Acl::parse(&b);
+            proptest::prop_assert!(acl.is_some(), "{:?}", entries);
+            if let Some(acl) = acl {
+                let mut a = attr(0o640);
+                a.uid = 1000;
+                a.gid = 1000;
+                let n = attr(acl.narrowed_mode(0o640) & 0o7777);
+                let n = Attr { uid: 1000, gid: 1000, ..n };
+                for uid in 1000..1005 {
+                    for gid in 1000..1005 {
+                        for extra in 1000..1005 {
+                            let gids = [extra];
+                            let c = Caller { uid, gid, gids: &gids };
+                            for want in 1..8 {
+                                if permitted(&n, None, &c, want) {
+                                    proptest::prop_assert!(
+                                        permitted(&a, Some(&acl), &c, want),
+                                        "{:?} {:?} {}", acl, c, want
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn malformed_acls_are_not_acls() {
         let good = encode(&[
