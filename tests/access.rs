@@ -15,7 +15,7 @@
 //! plays several NFS clients.
 
 mod common;
-use common::xdr::{get_opaque, get_u32, put_opaque, put_u32, Reply};
+use common::xdr::{get_opaque, get_u32, put_opaque, put_u32, Conn, Reply};
 use common::{
     fuse_available, is_mounted, is_root, nfs_client_available, random_bytes, temp_dir,
     tree_fingerprint, FuseMount, NfsServer,
@@ -23,9 +23,6 @@ use common::{
 
 use std::ffi::OsStr;
 use std::fs;
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::os::fd::{FromRawFd, IntoRawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -50,76 +47,17 @@ const GARBAGE_ARGS: u32 = 4;
 
 /// One NFS client: a TCP connection from 127.0.0.`host` (port chosen by the kernel; the
 /// exports here are `insecure`, the secure-port rule is tested in tests/nfs_server.rs).
-struct Rpc {
-    s: TcpStream,
-    xid: u32,
-}
+struct Rpc(Conn);
 
 impl Rpc {
     fn connect(host: u8, port: u16) -> Rpc {
-        use nix::sys::socket::{
-            bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn,
-        };
-        let fd = socket(
-            AddressFamily::Inet,
-            SockType::Stream,
-            SockFlag::empty(),
-            None,
-        )
-        .unwrap();
-        let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
-        bind(raw, &SockaddrIn::new(127, 0, 0, host, 0)).unwrap();
-        connect(raw, &SockaddrIn::new(127, 0, 0, 1, port)).unwrap();
-        // SAFETY: `fd` is a connected socket we own; the stream takes it over.
-        let s = unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) };
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        Rpc { s, xid: 1 }
+        Rpc(Conn::connect(host, 0, port))
     }
 
+    /// AUTH_SYS as uid 0: root is squashed (the default), and files here are world-readable
+    /// unless a test says otherwise.
     fn call(&mut self, prog: u32, proc_: u32, args: &[u8]) -> Reply {
-        self.xid += 1;
-        let mut m = Vec::new();
-        for v in [self.xid, 0, 2, prog, 3, proc_, 1] {
-            put_u32(&mut m, v);
-        }
-        // AUTH_SYS as uid 0: root is squashed (the default), and files here are world-readable
-        // unless a test says otherwise.
-        let mut cred = Vec::new();
-        put_u32(&mut cred, 0);
-        put_opaque(&mut cred, b"test");
-        put_u32(&mut cred, 0);
-        put_u32(&mut cred, 0);
-        put_u32(&mut cred, 0);
-        put_opaque(&mut m, &cred);
-        put_u32(&mut m, 0);
-        put_u32(&mut m, 0);
-        m.extend_from_slice(args);
-        let mut rec = (0x8000_0000u32 | m.len() as u32).to_be_bytes().to_vec();
-        rec.extend_from_slice(&m);
-        self.s.write_all(&rec).unwrap();
-        let mut reply = Vec::new();
-        loop {
-            let mut h = [0u8; 4];
-            self.s.read_exact(&mut h).unwrap();
-            let w = u32::from_be_bytes(h);
-            let mut frag = vec![0u8; (w & 0x7fff_ffff) as usize];
-            self.s.read_exact(&mut frag).unwrap();
-            reply.extend_from_slice(&frag);
-            if w & 0x8000_0000 != 0 {
-                break;
-            }
-        }
-        let mut pos = 0;
-        assert_eq!(get_u32(&reply, &mut pos), self.xid);
-        assert_eq!(get_u32(&reply, &mut pos), 1, "a reply");
-        assert_eq!(get_u32(&reply, &mut pos), 0, "accepted, not denied");
-        let _verf_flavor = get_u32(&reply, &mut pos);
-        let _verf = get_opaque(&reply, &mut pos);
-        let stat = get_u32(&reply, &mut pos);
-        Reply {
-            stat,
-            body: reply[pos..].to_vec(),
-        }
+        self.0.call(prog, proc_, 0, 0, args)
     }
 
     /// MOUNT MNT of raw path bytes: the status and the root handle.

@@ -2,12 +2,11 @@
 //! client for what the tools cannot show: handles, credentials, ports, page sizes, garbage.
 
 mod common;
-use common::xdr::{get_opaque, get_u32, put_opaque, put_u32, Reply};
+use common::xdr::{get_opaque, get_u32, put_opaque, put_u32, Conn, Reply};
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::os::fd::{FromRawFd, IntoRawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -122,91 +121,16 @@ fn tool(cmd: &str, args: &[&str]) -> Output {
 
 // ---- a raw ONC RPC client -------------------------------------------------------------------
 
-struct Rpc {
-    s: TcpStream,
-    xid: u32,
-}
+struct Rpc(Conn);
 
 impl Rpc {
     /// Connect from a given local port (privileged ports need root).
     fn connect(port: u16, local_port: Option<u16>) -> Rpc {
-        use nix::sys::socket::{
-            bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn,
-        };
-        let fd = socket(
-            AddressFamily::Inet,
-            SockType::Stream,
-            SockFlag::empty(),
-            None,
-        )
-        .unwrap();
-        if let Some(lp) = local_port {
-            nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::ReuseAddr, &true).unwrap();
-            bind(
-                std::os::fd::AsRawFd::as_raw_fd(&fd),
-                &SockaddrIn::new(127, 0, 0, 1, lp),
-            )
-            .unwrap();
-        }
-        connect(
-            std::os::fd::AsRawFd::as_raw_fd(&fd),
-            &SockaddrIn::new(127, 0, 0, 1, port),
-        )
-        .unwrap();
-        let s = unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) };
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        Rpc { s, xid: 1 }
+        Rpc(Conn::connect(1, local_port.unwrap_or(0), port))
     }
 
     fn call(&mut self, prog: u32, proc_: u32, uid: u32, gid: u32, args: &[u8]) -> Reply {
-        self.xid += 1;
-        let mut m = Vec::new();
-        for v in [self.xid, 0, 2, prog, 3, proc_, 1] {
-            put_u32(&mut m, v);
-        }
-        let mut cred = Vec::new();
-        put_u32(&mut cred, 0);
-        put_opaque(&mut cred, b"test");
-        put_u32(&mut cred, uid);
-        put_u32(&mut cred, gid);
-        put_u32(&mut cred, 0);
-        put_opaque(&mut m, &cred);
-        put_u32(&mut m, 0);
-        put_u32(&mut m, 0);
-        m.extend_from_slice(args);
-        let mut rec = (0x8000_0000u32 | m.len() as u32).to_be_bytes().to_vec();
-        rec.extend_from_slice(&m);
-        self.s.write_all(&rec).unwrap();
-        let mut reply = Vec::new();
-        loop {
-            let mut h = [0u8; 4];
-            self.s.read_exact(&mut h).unwrap();
-            let w = u32::from_be_bytes(h);
-            let mut frag = vec![0u8; (w & 0x7fff_ffff) as usize];
-            self.s.read_exact(&mut frag).unwrap();
-            reply.extend_from_slice(&frag);
-            if w & 0x8000_0000 != 0 {
-                break;
-            }
-        }
-        let mut pos = 0;
-        assert_eq!(get_u32(&reply, &mut pos), self.xid);
-        assert_eq!(get_u32(&reply, &mut pos), 1);
-        if get_u32(&reply, &mut pos) == 1 {
-            let _rej = get_u32(&reply, &mut pos);
-            let auth = get_u32(&reply, &mut pos);
-            return Reply {
-                stat: 100 + auth,
-                body: Vec::new(),
-            };
-        }
-        let _verf_flavor = get_u32(&reply, &mut pos);
-        let _verf = get_opaque(&reply, &mut pos);
-        let stat = get_u32(&reply, &mut pos);
-        Reply {
-            stat,
-            body: reply[pos..].to_vec(),
-        }
+        self.0.call(prog, proc_, uid, gid, args)
     }
 
     /// MOUNT MNT: the status and the root handle.

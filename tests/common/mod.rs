@@ -988,7 +988,8 @@ impl Drop for ReadOnlyBind {
     }
 }
 
-/// XDR pieces of the raw ONC RPC clients in tests/nfs_server.rs and tests/access.rs.
+/// The raw ONC RPC client of tests/nfs_server.rs and tests/access.rs: XDR pieces and a
+/// connection.
 pub mod xdr {
     pub fn put_u32(b: &mut Vec<u8>, v: u32) {
         b.extend_from_slice(&v.to_be_bytes());
@@ -1028,6 +1029,99 @@ pub mod xdr {
                 self.stat
             );
             u32::from_be_bytes(self.body[..4].try_into().unwrap())
+        }
+    }
+
+    /// One TCP connection of a raw ONC RPC client.
+    pub struct Conn {
+        s: std::net::TcpStream,
+        xid: u32,
+    }
+
+    impl Conn {
+        /// Connect to 127.0.0.1:`port` from 127.0.0.`host`:`local_port` (0: the kernel's
+        /// choice; ports below 1024 need root).
+        pub fn connect(host: u8, local_port: u16, port: u16) -> Conn {
+            use nix::sys::socket::{
+                bind, connect, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType,
+                SockaddrIn,
+            };
+            use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+            let fd = socket(
+                AddressFamily::Inet,
+                SockType::Stream,
+                SockFlag::empty(),
+                None,
+            )
+            .unwrap();
+            if local_port != 0 {
+                setsockopt(&fd, sockopt::ReuseAddr, &true).unwrap();
+            }
+            bind(
+                fd.as_raw_fd(),
+                &SockaddrIn::new(127, 0, 0, host, local_port),
+            )
+            .unwrap();
+            connect(fd.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, port)).unwrap();
+            // SAFETY: `fd` is a connected socket we own; the stream takes it over.
+            let s = unsafe { std::net::TcpStream::from_raw_fd(fd.into_raw_fd()) };
+            s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+                .unwrap();
+            Conn { s, xid: 1 }
+        }
+
+        /// One call with AUTH_SYS credentials `uid`:`gid`; a denied call gives stat
+        /// 100 + its auth_stat.
+        pub fn call(&mut self, prog: u32, proc_: u32, uid: u32, gid: u32, args: &[u8]) -> Reply {
+            use std::io::{Read, Write};
+            self.xid += 1;
+            let mut m = Vec::new();
+            for v in [self.xid, 0, 2, prog, 3, proc_, 1] {
+                put_u32(&mut m, v);
+            }
+            let mut cred = Vec::new();
+            put_u32(&mut cred, 0);
+            put_opaque(&mut cred, b"test");
+            put_u32(&mut cred, uid);
+            put_u32(&mut cred, gid);
+            put_u32(&mut cred, 0);
+            put_opaque(&mut m, &cred);
+            put_u32(&mut m, 0);
+            put_u32(&mut m, 0);
+            m.extend_from_slice(args);
+            let mut rec = (0x8000_0000u32 | m.len() as u32).to_be_bytes().to_vec();
+            rec.extend_from_slice(&m);
+            self.s.write_all(&rec).unwrap();
+            let mut reply = Vec::new();
+            loop {
+                let mut h = [0u8; 4];
+                self.s.read_exact(&mut h).unwrap();
+                let w = u32::from_be_bytes(h);
+                let mut frag = vec![0u8; (w & 0x7fff_ffff) as usize];
+                self.s.read_exact(&mut frag).unwrap();
+                reply.extend_from_slice(&frag);
+                if w & 0x8000_0000 != 0 {
+                    break;
+                }
+            }
+            let mut pos = 0;
+            assert_eq!(get_u32(&reply, &mut pos), self.xid);
+            assert_eq!(get_u32(&reply, &mut pos), 1, "a reply");
+            if get_u32(&reply, &mut pos) == 1 {
+                let _rej = get_u32(&reply, &mut pos);
+                let auth = get_u32(&reply, &mut pos);
+                return Reply {
+                    stat: 100 + auth,
+                    body: Vec::new(),
+                };
+            }
+            let _verf_flavor = get_u32(&reply, &mut pos);
+            let _verf = get_opaque(&reply, &mut pos);
+            let stat = get_u32(&reply, &mut pos);
+            Reply {
+                stat,
+                body: reply[pos..].to_vec(),
+            }
         }
     }
 }
