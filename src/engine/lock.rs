@@ -4,8 +4,9 @@
 //! put, then lists all records. Shared holders (backup) coexist; an exclusive holder (prune,
 //! index repair) excludes everyone. On conflict it removes its own record and either retries
 //! until the wait runs out or fails with a message naming the holder. A conflicting record whose
-//! process is gone (same host, pid not alive) is stale: it is reported and removed, never
-//! waited on; stale records that do not conflict are only reported.
+//! process is gone (same host, and another boot, or the pid not alive, or the pid now another
+//! process) is stale: it is reported and removed, never waited on; stale records that do not
+//! conflict are only reported.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -28,6 +29,14 @@ pub struct LockRecord {
     /// What is locked: [`REPOSITORY`] or `points/<source>`; only equal scopes conflict.
     #[serde(default = "repository_scope")]
     pub scope: String,
+    /// The host's boot id (Linux `/proc/sys/kernel/random/boot_id`): after a crash and reboot
+    /// the record is stale even if a new process got the same pid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<String>,
+    /// When the holder started, in clock ticks since boot (`/proc/PID/stat`): a pid reused
+    /// by a later process does not keep the record alive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<u64>,
 }
 
 /// The scope of the repository-wide lock (backup: shared; prune: exclusive).
@@ -38,9 +47,21 @@ fn repository_scope() -> String {
 }
 
 impl LockRecord {
-    /// Whether this record was left by a process on this host that no longer runs.
+    /// Whether this record was left by a process on this host that no longer runs. Records
+    /// without a boot id or start time (older versions) are judged by the pid alone.
     pub fn is_stale(&self) -> bool {
-        self.hostname == hostname() && !pid_alive(self.pid)
+        if self.hostname != hostname() {
+            return false;
+        }
+        if let (Some(theirs), Some(ours)) = (&self.boot, boot_id()) {
+            if *theirs != ours {
+                return true;
+            }
+        }
+        if !pid_alive(self.pid) {
+            return true;
+        }
+        matches!((self.started, process_start(self.pid)), (Some(then), Some(now)) if then != now)
     }
 
     fn describe(&self) -> String {
@@ -65,6 +86,24 @@ pub fn hostname() -> String {
         .ok()
         .and_then(|h| h.into_string().ok())
         .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// This boot of this host, where the system says (Linux).
+pub fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// When process `pid` started, in clock ticks since boot (field 22 of `/proc/PID/stat`);
+/// `None` where that cannot be read.
+pub fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces or parentheses itself:
+    // the fields after it start after its last ')', with field 3.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(22 - 3)?.parse().ok()
 }
 
 /// Whether a process with this pid exists on this host.
@@ -126,6 +165,8 @@ pub fn acquire(
         exclusive,
         operation: operation.to_string(),
         scope: scope.to_string(),
+        boot: boot_id(),
+        started: process_start(std::process::id()),
     };
     let bytes = serde_json::to_vec(&record).map_err(|e| Error::Invalid(e.to_string()))?;
     loop {
@@ -191,4 +232,67 @@ pub fn unlock(backend: &dyn Backend, all: bool) -> Result<Vec<String>> {
         }
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+mod stale_tests {
+    use super::*;
+
+    fn record() -> LockRecord {
+        LockRecord {
+            hostname: hostname(),
+            pid: std::process::id(),
+            time: String::new(),
+            exclusive: false,
+            operation: "test".into(),
+            scope: REPOSITORY.into(),
+            boot: boot_id(),
+            started: process_start(std::process::id()),
+        }
+    }
+
+    #[test]
+    fn a_live_holder_is_not_stale_and_a_reused_pid_or_another_boot_is() {
+        let me = record();
+        assert!(!me.is_stale(), "{me:?}");
+        if me.started.is_some() {
+            let reused = LockRecord {
+                started: me.started.map(|s| s + 1),
+                ..record()
+            };
+            assert!(reused.is_stale(), "the pid now belongs to a later process");
+        }
+        if me.boot.is_some() {
+            let before_reboot = LockRecord {
+                boot: Some("another-boot".into()),
+                ..record()
+            };
+            assert!(before_reboot.is_stale(), "left before a reboot");
+        }
+        let older = LockRecord {
+            boot: None,
+            started: None,
+            ..record()
+        };
+        assert!(!older.is_stale(), "an older record: the live pid decides");
+        let remote = LockRecord {
+            hostname: format!("{}-elsewhere", hostname()),
+            boot: Some("another-boot".into()),
+            ..record()
+        };
+        assert!(!remote.is_stale(), "records of other hosts are never stale");
+        // Records written without the new fields still parse.
+        let old: LockRecord = serde_json::from_str(
+            r#"{"hostname":"h","pid":1,"time":"t","exclusive":true,"operation":"prune"}"#,
+        )
+        .unwrap();
+        assert!(old.boot.is_none() && old.started.is_none() && old.scope == REPOSITORY);
+    }
+
+    #[test]
+    fn the_start_time_of_this_process_is_known() {
+        let t = process_start(std::process::id());
+        assert!(t.is_some_and(|t| t > 0), "{t:?}");
+        assert_eq!(process_start(u32::MAX), None);
+    }
 }
