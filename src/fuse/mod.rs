@@ -21,7 +21,7 @@ use fuser::{
 };
 
 use crate::engine::tree::{NodeKind, Timestamp};
-use crate::vfs::{Attr, Node, OpenFile, Vfs, VfsError};
+use crate::vfs::{Attr, Node, OpenFile, Slice, Vfs, VfsError};
 
 /// How long the kernel may cache what never changes (everything inside a snapshot).
 const IMMUTABLE_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -289,10 +289,8 @@ impl Filesystem for YesterFs {
         match self.vfs.read_slices(&f, offset, size) {
             Ok(s) if s.len() <= 1 => reply.data(s.first().map_or(&[][..], |s| s.bytes())),
             Ok(s) => {
-                let mut data = Vec::with_capacity(s.iter().map(|s| s.len()).sum());
-                for part in &s {
-                    data.extend_from_slice(part.bytes());
-                }
+                let mut data = Vec::new();
+                Slice::append_all(&s, &mut data);
                 reply.data(&data)
             }
             Err(e) => reply.error(errno(&e)),

@@ -86,9 +86,7 @@ impl Reply {
     /// All of it in one buffer.
     pub fn into_bytes(self) -> Vec<u8> {
         let mut out = self.head;
-        for s in &self.data {
-            out.extend_from_slice(s.bytes());
-        }
+        Slice::append_all(&self.data, &mut out);
         out.resize(out.len() + self.pad, 0);
         out
     }

@@ -38,11 +38,8 @@ impl OpenFile {
     }
 
     pub(super) fn read(&self, vfs: &Vfs, offset: u64, size: u32) -> VfsResult<Vec<u8>> {
-        let slices = self.read_slices(vfs, offset, size)?;
-        let mut out = Vec::with_capacity(slices.iter().map(Slice::len).sum());
-        for s in &slices {
-            out.extend_from_slice(s.bytes());
-        }
+        let mut out = Vec::new();
+        Slice::append_all(&self.read_slices(vfs, offset, size)?, &mut out);
         Ok(out)
     }
 
@@ -100,5 +97,14 @@ impl Slice {
 
     pub fn is_empty(&self) -> bool {
         self.range.is_empty()
+    }
+
+    /// Append the bytes of `slices`, in order, to `out` (where a reply needs them in one
+    /// buffer after all).
+    pub fn append_all(slices: &[Slice], out: &mut Vec<u8>) {
+        out.reserve(slices.iter().map(Slice::len).sum());
+        for s in slices {
+            out.extend_from_slice(s.bytes());
+        }
     }
 }

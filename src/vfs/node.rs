@@ -35,6 +35,16 @@ pub enum PointSel {
     Latest,
 }
 
+impl PointSel {
+    /// Its name in the view (`daily.0`, `latest`), which node identities hash.
+    fn name(&self) -> String {
+        match self {
+            PointSel::Point(p) => p.to_string(),
+            PointSel::Latest => "latest".to_string(),
+        }
+    }
+}
+
 /// A node of the view.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Node {
@@ -91,11 +101,7 @@ pub fn ino_of(ident: &Ident) -> u64 {
 
 /// What the directories below the point directory of (`sel`, `source`) are reached through.
 pub fn via_of_point(sel: &PointSel, source: &str) -> Via {
-    let sel = match sel {
-        PointSel::Point(p) => p.to_string(),
-        PointSel::Latest => "latest".to_string(),
-    };
-    let h = hash(&[b"via", sel.as_bytes(), source.as_bytes()]);
+    let h = hash(&[b"via", sel.name().as_bytes(), source.as_bytes()]);
     // 0 means "no point"; a point hashing to 0 takes 1 instead.
     u32::from_le_bytes([h[0], h[1], h[2], h[3]]).max(1)
 }
@@ -216,11 +222,7 @@ impl Node {
             Node::Snapshots => hash(&[b"snapshots"]),
             Node::SourceDates(s) => hash(&[b"dates", s.as_bytes()]),
             Node::Point { sel, source, sub } => {
-                let sel = match sel {
-                    PointSel::Point(p) => p.to_string(),
-                    PointSel::Latest => "latest".to_string(),
-                };
-                hash(&[b"point", sel.as_bytes(), source.as_bytes(), sub])
+                hash(&[b"point", sel.name().as_bytes(), source.as_bytes(), sub])
             }
             Node::SnapRoot(s) => snap_root_ident(s),
             Node::Entry { ident, .. } => *ident,

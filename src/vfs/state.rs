@@ -71,47 +71,16 @@ impl Shared {
         })
     }
 
-    /// A reader that does not have the index `failed` had: a read through `failed` found its
-    /// pack gone (prune moved the blob to a new pack and deleted the old one), so the state is
-    /// reloaded now, whatever its age — unless another caller already did.
-    pub fn reader_after(&self, failed: &BlobReader) -> Arc<BlobReader> {
-        let _guard = self.refreshing.lock().unwrap_or_else(|p| p.into_inner());
-        let cur = self
-            .current
+    /// The state now, as last swapped in.
+    fn current(&self) -> Arc<State> {
+        self.current
             .read()
-            .map_or_else(|p| p.into_inner().clone(), |g| g.clone());
-        if !std::ptr::eq(cur.reader.as_ref(), failed) {
-            return cur.reader.clone();
-        }
-        match load(&self.repo, Some(&cur)) {
-            Ok(new) => {
-                let new = Arc::new(new);
-                match self.current.write() {
-                    Ok(mut g) => *g = new.clone(),
-                    Err(p) => *p.into_inner() = new.clone(),
-                }
-                new.reader.clone()
-            }
-            Err(e) => {
-                tracing::warn!("cannot refresh the view of the repository: {e}");
-                cur.reader.clone()
-            }
-        }
+            .map_or_else(|p| p.into_inner().clone(), |g| g.clone())
     }
 
-    /// The current state, refreshed first if it is older than the interval. Only one caller
-    /// refreshes; the others go on with the state they have.
-    pub fn get(&self) -> Arc<State> {
-        let cur = self
-            .current
-            .read()
-            .map_or_else(|p| p.into_inner().clone(), |g| g.clone());
-        if cur.loaded.elapsed() < self.interval {
-            return cur;
-        }
-        let Ok(_guard) = self.refreshing.try_lock() else {
-            return cur;
-        };
+    /// Load a newer state than `cur` and swap it in; on failure keep `cur` (and say why).
+    /// The caller holds `refreshing`.
+    fn reload(&self, cur: Arc<State>) -> Arc<State> {
         match load(&self.repo, Some(&cur)) {
             Ok(new) => {
                 let new = Arc::new(new);
@@ -126,5 +95,30 @@ impl Shared {
                 cur
             }
         }
+    }
+
+    /// A reader that does not have the index `failed` had: a read through `failed` found its
+    /// pack gone (prune moved the blob to a new pack and deleted the old one), so the state is
+    /// reloaded now, whatever its age — unless another caller already did.
+    pub fn reader_after(&self, failed: &BlobReader) -> Arc<BlobReader> {
+        let _guard = self.refreshing.lock().unwrap_or_else(|p| p.into_inner());
+        let cur = self.current();
+        if !std::ptr::eq(cur.reader.as_ref(), failed) {
+            return cur.reader.clone();
+        }
+        self.reload(cur).reader.clone()
+    }
+
+    /// The current state, refreshed first if it is older than the interval. Only one caller
+    /// refreshes; the others go on with the state they have.
+    pub fn get(&self) -> Arc<State> {
+        let cur = self.current();
+        if cur.loaded.elapsed() < self.interval {
+            return cur;
+        }
+        let Ok(_guard) = self.refreshing.try_lock() else {
+            return cur;
+        };
+        self.reload(cur)
     }
 }
