@@ -364,6 +364,71 @@ fn mounted_snapshot_equals_source_and_is_read_only() {
     );
 }
 
+/// A `security.*` xattr a file lacks answers ENOTSUP, not ENODATA, so GNU `ls -l` (which asks
+/// for `security.selinux` on every entry when no LSM answers it) stops asking after the first
+/// entry instead of costing a FUSE round trip per entry. Other names still answer ENODATA, and
+/// a `security.*` attribute the snapshot holds is listed and returned.
+#[test]
+fn absent_security_xattrs_are_unsupported_and_present_ones_are_served() {
+    if !fuse_available() {
+        return;
+    }
+    let t = open_tempdir();
+    let repo = t.path().join("repo");
+    init(&repo);
+    let src = t.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("plain"), b"plain\n").unwrap();
+    fs::write(src.join("ping"), b"#!/bin/true\n").unwrap();
+    // struct vfs_cap_data, revision 2, effective, permitted = CAP_NET_RAW (13).
+    let cap: [u8; 20] = [
+        1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    let caps_ok = xattr::set(src.join("ping"), "security.capability", &cap).is_ok();
+    if !caps_ok {
+        eprintln!(
+            "SKIPPING the security.capability part: cannot set it under {}",
+            src.display()
+        );
+    }
+    backup(&repo, "web1", &src);
+    let m = Mount::new(&repo, &t.path().join("mnt"), &[]);
+    let inside = src.to_str().unwrap().trim_start_matches('/');
+    let base = m.path(&format!("latest/web1/{inside}"));
+
+    let selinux = xattr::get(base.join("plain"), "security.selinux");
+    assert_eq!(
+        selinux.as_ref().map_err(|e| e.raw_os_error()),
+        Err(Some(nix::libc::ENOTSUP)),
+        "an absent security.selinux: {selinux:?}"
+    );
+    assert_eq!(
+        xattr::get(base.join("plain"), "user.absent").unwrap(),
+        None,
+        "an absent user xattr is ENODATA"
+    );
+    if caps_ok {
+        assert_eq!(
+            xattr::get(base.join("ping"), "security.capability").unwrap(),
+            Some(cap.to_vec())
+        );
+        let names: Vec<_> = xattr::list(base.join("ping")).unwrap().collect();
+        assert!(
+            names.iter().any(|n| n == "security.capability"),
+            "listed: {names:?}"
+        );
+    }
+    // ls -l still lists both, without errors.
+    let ls = sh(&format!("ls -l '{}'", base.display()));
+    assert!(
+        ls.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ls.stderr)
+    );
+    let text = String::from_utf8_lossy(&ls.stdout);
+    assert!(text.contains("plain") && text.contains("ping"), "{text}");
+}
+
 #[test]
 fn grep_and_diff_between_points_match_the_originals() {
     if !fuse_available() {

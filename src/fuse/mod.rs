@@ -33,6 +33,20 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The answer for an xattr the node does not have. For `security.*` it is ENOTSUP rather than
+/// ENODATA: without an active LSM the kernel hands `security.selinux` lookups to us, and
+/// `ls -l` asks for it on every entry (one round trip each, never cached by the kernel). GNU
+/// `ls` remembers ENOTSUP per device and stops asking, while a label the snapshot does hold is
+/// still returned and `listxattr` (what `cp -a` and `getfattr -d` use) still lists it. The
+/// kernel treats ENOTSUP like ENODATA for `security.capability` on exec.
+fn absent_xattr(name: &[u8]) -> Errno {
+    if name.starts_with(b"security.") {
+        Errno::ENOTSUP
+    } else {
+        Errno::NO_XATTR
+    }
+}
+
 fn errno(e: &VfsError) -> Errno {
     if let VfsError::Engine(err) = e {
         tracing::warn!("read error: {err}");
@@ -437,7 +451,7 @@ impl Filesystem for YesterFs {
                 Some((_, v)) if size == 0 => reply.size(v.len() as u32),
                 Some((_, v)) if v.len() <= size as usize => reply.data(v),
                 Some(_) => reply.error(Errno::ERANGE),
-                None => reply.error(Errno::NO_XATTR),
+                None => reply.error(absent_xattr(name.as_bytes())),
             },
             Err(e) => reply.error(e),
         }
