@@ -13,6 +13,9 @@ use yester::vfs::{Vfs, VfsOptions};
 
 use super::{Ctx, MountArgs};
 
+/// A mount's default chunk cache; the kernel's page cache keeps what it has read besides.
+const MOUNT_CACHE: usize = 256 << 20;
+
 /// Long-running servers: with glibc's default of 8 malloc arenas per core, freed chunk buffers
 /// stay in fragmented heaps and the process grows to about twice its cache size (measured:
 /// 529 MiB with a 256 MiB cache, 352 MiB with one arena). Two arenas keep that in check.
@@ -133,7 +136,7 @@ pub fn mount(ctx: &Ctx, a: MountArgs) -> Result<u8> {
     let repo = ctx.open()?;
     let repo_path = ctx.repo_path()?.clone();
     let opts = VfsOptions {
-        cache_bytes: ctx.cache_size(a.cache_size)?,
+        cache_bytes: ctx.cache_size(a.cache_size, MOUNT_CACHE)?,
         root: a.path.clone().unwrap_or_default().into_bytes(),
         xattrs: !a.no_xattrs,
         ..VfsOptions::default()

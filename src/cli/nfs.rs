@@ -8,6 +8,17 @@ use yester::vfs::{Vfs, VfsOptions};
 
 use super::{Ctx, NfsServeArgs};
 
+/// The server's default chunk cache: 1/16 of RAM, within 256 MiB..1 GiB. A FUSE mount's reads
+/// are kept by the kernel's page cache as well; the server's are not, so without a cache that
+/// holds a client's working set every repeated READ decompresses and verifies its chunks
+/// again, while a server of plain files answers it from the page cache.
+fn server_cache() -> usize {
+    const MIN: u64 = 256 << 20;
+    const MAX: u64 = 1 << 30;
+    let ram = nix::sys::sysinfo::sysinfo().map_or(0, |s| s.ram_total());
+    usize::try_from((ram / 16).clamp(MIN, MAX)).unwrap_or(MIN as usize)
+}
+
 pub fn serve_nfs(ctx: &Ctx, a: NfsServeArgs) -> Result<u8> {
     super::mount::limit_malloc_arenas();
     let repo = ctx.open()?;
@@ -39,7 +50,7 @@ pub fn serve_nfs(ctx: &Ctx, a: NfsServeArgs) -> Result<u8> {
     let vfs = Vfs::new(
         repo,
         VfsOptions {
-            cache_bytes: ctx.cache_size(a.cache_size)?,
+            cache_bytes: ctx.cache_size(a.cache_size, server_cache())?,
             ..VfsOptions::default()
         },
     )?;
