@@ -105,7 +105,7 @@ impl LocalDir {
         let res = (|| {
             let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
             self.trace("create", &[&tmp]);
-            f.write_all(data)?;
+            super::direct::write_all(&mut f, data)?;
             f.sync_all()
         })();
         if let Err(e) = res {

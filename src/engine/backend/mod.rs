@@ -4,6 +4,7 @@
 //! what an S3-compatible store gives: whole-object atomic put, get and ranged get, list by
 //! kind, delete, and a create-if-absent put used by the lock protocol.
 
+mod direct;
 mod local;
 
 pub use local::LocalDir;
