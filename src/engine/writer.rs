@@ -29,7 +29,8 @@ const PACKS_PER_INDEX: usize = 64;
 /// each, and the entries waiting for their index file would grow with the backup.
 const ENTRIES_PER_INDEX: usize = 32_768;
 /// Compressed blobs waiting for the packer thread. With 1 MiB chunks this bounds the queue to
-/// a few MiB; compressing threads wait while a pack is being written and synced.
+/// a few MiB; the packer only copies them into the open pack (a full pack is written and
+/// synced by a thread of its own), so compressing threads seldom wait.
 const PACKER_QUEUE: usize = 8;
 
 /// What a writer has added so far.
@@ -58,6 +59,9 @@ struct PackFiles {
     unindexed: Vec<IndexedPack>,
     unindexed_entries: usize,
     written: Written,
+    /// The full pack being written and synced on its own thread while the next one fills:
+    /// compressing threads do not wait for the disk, and memory stays at two packs.
+    writing: Option<JoinHandle<Result<()>>>,
 }
 
 impl PackFiles {
@@ -68,6 +72,7 @@ impl PackFiles {
             unindexed: Vec::new(),
             unindexed_entries: 0,
             written: Written::default(),
+            writing: None,
         }
     }
 
@@ -95,7 +100,13 @@ impl PackFiles {
         }
         let full = std::mem::replace(&mut self.pack, Self::empty_pack(&self.repo));
         let (id, bytes, entries) = full.finish();
-        self.repo.backend.put(Kind::Pack, &id.to_hex(), &bytes)?;
+        self.wait_written()?;
+        let backend = self.repo.backend.clone();
+        let put = std::thread::Builder::new()
+            .name("yester-pack-put".into())
+            .spawn(move || backend.put(Kind::Pack, &id.to_hex(), &bytes))
+            .map_err(|e| Error::io("pack writer thread", e))?;
+        self.writing = Some(put);
         self.written.stats.packs_written += 1;
         self.written.packs.push(id);
         self.unindexed_entries += entries.len();
@@ -106,7 +117,19 @@ impl PackFiles {
         Ok(())
     }
 
+    /// Wait for the pack being written: it is then durable, or its error is returned.
+    fn wait_written(&mut self) -> Result<()> {
+        match self.writing.take() {
+            None => Ok(()),
+            Some(put) => put
+                .join()
+                .unwrap_or_else(|_| Err(Error::Invalid("the pack writer thread panicked".into()))),
+        }
+    }
+
     fn write_index(&mut self) -> Result<()> {
+        // An index file may only name packs that are durable.
+        self.wait_written()?;
         if self.unindexed.is_empty() {
             return Ok(());
         }
@@ -122,6 +145,14 @@ impl PackFiles {
     fn flush(&mut self) -> Result<()> {
         self.write_pack()?;
         self.write_index()
+    }
+}
+
+impl Drop for PackFiles {
+    /// An abandoned writer still lets its last pack finish (unreferenced, prune removes it)
+    /// rather than leave a thread writing behind it.
+    fn drop(&mut self) {
+        let _ = self.wait_written();
     }
 }
 
@@ -277,7 +308,7 @@ impl<'a> SharedWriter<'a> {
     pub fn finish(self) -> Result<Written> {
         drop(self.tx);
         match self.packer.join() {
-            Ok((files, Ok(()))) => Ok(files.written),
+            Ok((mut files, Ok(()))) => Ok(std::mem::take(&mut files.written)),
             Ok((_, Err(e))) => Err(e),
             Err(_) => Err(Error::Invalid("the packer thread panicked".into())),
         }
