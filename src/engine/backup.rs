@@ -12,7 +12,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
@@ -149,6 +149,9 @@ struct Walker<'a, P: Progress> {
     progress: Mutex<&'a mut P>,
     /// Names seen per hard-linked file.
     links: Mutex<LinkTable>,
+    /// The id of the all-zero chunk the chunker cuts from long zero runs (one length for the
+    /// repository's parameters): hashed once, not once per chunk of a VM image's free space.
+    zero_chunk: OnceLock<ChunkRef>,
 }
 
 thread_local! {
@@ -290,14 +293,23 @@ impl<P: Progress> Walker<'_, P> {
                 let mut chunks = Vec::new();
                 let mut read: u64 = 0;
                 loop {
-                    let data = match chunker.next_chunk() {
-                        Ok(Some(data)) => data,
+                    let (data, zeros) = match chunker.next_chunk() {
+                        Ok(Some(c)) => (c.data, c.zeros),
                         Ok(None) => return Ok(Ok((chunks, read))),
                         Err(e) => return Ok(Err(e)),
                     };
                     read += data.len() as u64;
                     let len = data.len() as u32;
-                    let id = self.repo.key.blob_id(data);
+                    let id = match self.zero_chunk.get() {
+                        Some(z) if zeros && z.len == len => z.id,
+                        _ => {
+                            let id = self.repo.key.blob_id(data);
+                            if zeros {
+                                let _ = self.zero_chunk.set(ChunkRef { id, len });
+                            }
+                            id
+                        }
+                    };
                     if self.writer.claim(id) {
                         if !chunks.is_empty() && in_flight.load(Ordering::Acquire) < limit {
                             in_flight.fetch_add(1, Ordering::AcqRel);
@@ -627,6 +639,7 @@ pub fn backup<P: Progress>(
         warnings: Mutex::new(Vec::new()),
         progress: Mutex::new(progress),
         links: Mutex::new(LinkTable::default()),
+        zero_chunk: OnceLock::new(),
     };
     let walked = pool.install(|| -> Result<(BlobId, Option<BlobId>)> {
         let root_fd = fsat::open_root().map_err(|e| Error::io("/", e))?;

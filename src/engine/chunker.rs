@@ -2,7 +2,14 @@
 //!
 //! fastcdc's own `StreamCDC` allocates per chunk and is slower than the slice chunker, so we
 //! keep one buffer of a few maximum chunks, cut inside it and slide the tail down.
+//!
+//! Runs of zeros (the unused blocks of a VM image or a preallocated file) take a shortcut:
+//! where the next maximum chunk's worth of bytes is all zeros, the cut is where FastCDC cuts
+//! any such run, remembered after the first time, and the chunk is flagged so the caller can
+//! reuse its id instead of hashing it again. Comparing against zeros is several times faster
+//! than the gear hash, and the chunks are exactly the ones FastCDC makes.
 
+use std::cell::Cell;
 use std::io::{self, Read};
 
 use fastcdc::v2020::FastCDC;
@@ -17,6 +24,28 @@ pub struct Chunker<'b, R> {
     start: usize,
     end: usize,
     eof: bool,
+}
+
+/// One chunk of the stream.
+pub struct Chunk<'a> {
+    pub data: &'a [u8],
+    /// Known to be all zeros (so every such chunk of its length has the same id). `false`
+    /// means unknown, not "has non-zero bytes".
+    pub zeros: bool,
+}
+
+thread_local! {
+    /// Where FastCDC cuts a run of zeros of at least a maximum chunk, for the parameters last
+    /// used on this thread (a [`Chunker`] lives for one file; this outlives it).
+    static ZERO_CUT: Cell<Option<(ChunkerParams, usize)>> = const { Cell::new(None) };
+}
+
+/// Whether every byte of `data` is zero; compared a block at a time (a `memcmp`).
+fn all_zero(data: &[u8]) -> bool {
+    const BLOCK: usize = 4096;
+    static ZEROS: [u8; BLOCK] = [0; BLOCK];
+    let mut blocks = data.chunks_exact(BLOCK);
+    blocks.all(|b| b == ZEROS) && blocks.remainder().iter().all(|&b| b == 0)
 }
 
 /// Bytes of buffer a [`Chunker`] needs: two maximum chunks, so that after a refill a whole
@@ -48,6 +77,22 @@ impl<'b, R: Read> Chunker<'b, R> {
         }
     }
 
+    fn cut(&self, window: &[u8]) -> usize {
+        let p = self.params;
+        let cdc = FastCDC::new(
+            window,
+            p.min_size as usize,
+            p.avg_size as usize,
+            p.max_size as usize,
+        );
+        let (_, cut) = cdc.cut(0, window.len());
+        if cut == 0 {
+            window.len()
+        } else {
+            cut
+        }
+    }
+
     fn fill(&mut self) -> io::Result<()> {
         if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
@@ -65,8 +110,8 @@ impl<'b, R: Read> Chunker<'b, R> {
         Ok(())
     }
 
-    /// The next chunk's bytes, or `None` at the end of the stream.
-    pub fn next_chunk(&mut self) -> io::Result<Option<&[u8]>> {
+    /// The next chunk, or `None` at the end of the stream.
+    pub fn next_chunk(&mut self) -> io::Result<Option<Chunk<'_>>> {
         let max = self.params.max_size as usize;
         if self.end - self.start < max && !self.eof {
             self.fill()?;
@@ -75,17 +120,29 @@ impl<'b, R: Read> Chunker<'b, R> {
         if avail == 0 {
             return Ok(None);
         }
-        let cdc = FastCDC::new(
-            &self.buf[self.start..self.end],
-            self.params.min_size as usize,
-            self.params.avg_size as usize,
-            max,
-        );
-        let (_, cut) = cdc.cut(0, avail);
-        let len = if cut == 0 { avail } else { cut };
+        let window = &self.buf[self.start..self.end];
+        // FastCDC looks at no more than a maximum chunk, so a window of that many zeros is
+        // always cut at the same place.
+        let zeros = avail >= max && all_zero(&window[..max]);
+        let len = if zeros {
+            let known = ZERO_CUT.get().filter(|(p, _)| *p == self.params);
+            match known {
+                Some((_, cut)) => cut,
+                None => {
+                    let cut = self.cut(&window[..max]);
+                    ZERO_CUT.set(Some((self.params, cut)));
+                    cut
+                }
+            }
+        } else {
+            self.cut(window)
+        };
         let s = self.start;
         self.start += len;
-        Ok(Some(&self.buf[s..s + len]))
+        Ok(Some(Chunk {
+            data: &self.buf[s..s + len],
+            zeros,
+        }))
     }
 }
 
@@ -98,7 +155,7 @@ mod tests {
         let mut c = Chunker::new(data, p, &mut buf);
         let mut out = Vec::new();
         while let Some(ch) = c.next_chunk().unwrap() {
-            out.push(ch.to_vec());
+            out.push(ch.data.to_vec());
         }
         out
     }
@@ -121,6 +178,56 @@ mod tests {
             .collect();
         assert_eq!(streamed, sliced);
         assert!(streamed.len() > 100);
+    }
+
+    /// Zero runs (short, exactly a maximum chunk, long, between data, at the end) are cut
+    /// exactly where FastCDC cuts them, and only all-zero chunks are flagged.
+    #[test]
+    fn zero_runs_are_cut_like_fastcdc_and_flagged() {
+        let p = ChunkerParams::from_avg(16 * 1024).unwrap();
+        let max = p.max_size as usize;
+        let mut x: u64 = 7;
+        let mut noise = |n: usize| -> Vec<u8> {
+            (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect()
+        };
+        let mut data = noise(100_000);
+        data.extend(vec![0u8; max * 5 + 1234]);
+        data.extend(noise(70_000));
+        data.extend(vec![0u8; max]);
+        data.extend(noise(3));
+        data.extend(vec![0u8; 1000]);
+        data.extend(noise(50_000));
+        data.extend(vec![0u8; max * 3]);
+        let mut buf = chunk_buffer(p);
+        let mut c = Chunker::new(&data[..], p, &mut buf);
+        let mut streamed = Vec::new();
+        let mut flagged = 0;
+        while let Some(ch) = c.next_chunk().unwrap() {
+            if ch.zeros {
+                assert!(
+                    ch.data.iter().all(|&b| b == 0),
+                    "a flagged chunk is all zeros"
+                );
+                flagged += 1;
+            }
+            streamed.push(ch.data.to_vec());
+        }
+        let sliced: Vec<Vec<u8>> = FastCDC::new(&data, 4096, 16384, 65536)
+            .map(|c| data[c.offset..c.offset + c.length].to_vec())
+            .collect();
+        assert_eq!(streamed.len(), sliced.len());
+        assert!(streamed == sliced, "same cuts as the slice chunker");
+        assert!(
+            flagged >= 6,
+            "the long zero runs took the shortcut ({flagged})"
+        );
     }
 
     #[test]
