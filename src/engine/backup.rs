@@ -154,6 +154,11 @@ struct Walker<'a, P: Progress> {
     zero_chunk: OnceLock<ChunkRef>,
 }
 
+/// How many entries ahead of the one being saved a directory's regular files are prefetched,
+/// and how much of each (the whole of a small file, the head of a big one).
+const PREFETCH_AHEAD: usize = 8;
+const PREFETCH_BYTES: i64 = 256 * 1024;
+
 thread_local! {
     /// Each worker's chunker buffer, allocated once per thread (zeroing megabytes per small
     /// file would dominate a backup); freed with the backup's thread pool.
@@ -484,9 +489,26 @@ impl<P: Progress> Walker<'_, P> {
         names.sort();
         let prev_id = prev;
         let prev = self.prev_tree(prev);
+        // Reads of small files from a cold cache wait on the disk one at a time per thread;
+        // the files a few places ahead are asked for in the background meanwhile, so the disk
+        // has several reads in flight.
+        let prefetch = |i: usize| {
+            if let Some((name, true)) = names.get(i) {
+                // Not files the previous snapshot has (mostly unchanged, so not read) nor
+                // excluded ones.
+                if prev.as_ref().and_then(|t| t.get(name)).is_none()
+                    && !self.excludes.excluded(&path.join(OsStr::from_bytes(name)))
+                {
+                    fsat::prefetch_at(dir, name, PREFETCH_BYTES);
+                }
+            }
+        };
+        (0..PREFETCH_AHEAD).for_each(prefetch);
         let saved = names
             .par_iter()
-            .map(|name| -> Result<Option<Entry>> {
+            .enumerate()
+            .map(|(i, (name, _))| -> Result<Option<Entry>> {
+                prefetch(i + PREFETCH_AHEAD);
                 let child = path.join(OsStr::from_bytes(name));
                 if self.excludes.excluded(&child) {
                     return Ok(None);
