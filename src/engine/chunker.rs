@@ -160,18 +160,22 @@ mod tests {
         out
     }
 
+    /// `n` pseudo-random bytes (xorshift), continuing the stream in `x`.
+    fn noise(x: &mut u64, n: usize) -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                *x ^= *x << 13;
+                *x ^= *x >> 7;
+                *x ^= *x << 17;
+                *x as u8
+            })
+            .collect()
+    }
+
     #[test]
     fn same_cuts_as_slice_chunker() {
         let p = ChunkerParams::from_avg(16 * 1024).unwrap();
-        let mut x: u64 = 1;
-        let data: Vec<u8> = (0..3_000_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let data = noise(&mut 1, 3_000_000);
         let streamed = chunks_of(&data, p);
         let sliced: Vec<Vec<u8>> = FastCDC::new(&data, 4096, 16384, 65536)
             .map(|c| data[c.offset..c.offset + c.length].to_vec())
@@ -186,24 +190,14 @@ mod tests {
     fn zero_runs_are_cut_like_fastcdc_and_flagged() {
         let p = ChunkerParams::from_avg(16 * 1024).unwrap();
         let max = p.max_size as usize;
-        let mut x: u64 = 7;
-        let mut noise = |n: usize| -> Vec<u8> {
-            (0..n)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect()
-        };
-        let mut data = noise(100_000);
+        let x = &mut 7;
+        let mut data = noise(x, 100_000);
         data.extend(vec![0u8; max * 5 + 1234]);
-        data.extend(noise(70_000));
+        data.extend(noise(x, 70_000));
         data.extend(vec![0u8; max]);
-        data.extend(noise(3));
+        data.extend(noise(x, 3));
         data.extend(vec![0u8; 1000]);
-        data.extend(noise(50_000));
+        data.extend(noise(x, 50_000));
         data.extend(vec![0u8; max * 3]);
         let mut buf = chunk_buffer(p);
         let mut c = Chunker::new(&data[..], p, &mut buf);
