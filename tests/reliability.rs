@@ -81,7 +81,7 @@ fn wait_for_lock(repo: &Path) {
     }
 }
 
-/// A size-limited tmpfs, unmounted on drop.
+/// A small file system mounted for a test, unmounted on drop.
 struct SmallFs(PathBuf);
 
 impl Drop for SmallFs {
@@ -90,25 +90,54 @@ impl Drop for SmallFs {
     }
 }
 
-#[test]
-fn full_disk_fails_clearly_and_recovers() {
+/// Mount a small file system of `kind` ("tmpfs", or "ext4" on a loop device: the file system
+/// where packs are written with O_DIRECT) on `at`; `Err` says why it cannot be done here.
+fn mount_small(kind: &str, at: &Path, scratch: &Path) -> Result<SmallFs, String> {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIPPING full-disk test: mounting a small tmpfs needs root");
-        return;
+        return Err("mounting needs root".into());
     }
+    fs::create_dir(at).map_err(|e| e.to_string())?;
+    let st = if kind == "tmpfs" {
+        Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=6m", "tmpfs"])
+            .arg(at)
+            .status()
+    } else {
+        let img = scratch.join("ext4.img");
+        fs::File::create(&img)
+            .and_then(|f| f.set_len(16 << 20))
+            .map_err(|e| e.to_string())?;
+        let mkfs = Command::new("mkfs.ext4")
+            .args(["-q", "-F"])
+            .arg(&img)
+            .status();
+        if !mkfs.is_ok_and(|s| s.success()) {
+            return Err("mkfs.ext4 failed or is missing".into());
+        }
+        Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&img)
+            .arg(at)
+            .status()
+    };
+    match st {
+        Ok(s) if s.success() => Ok(SmallFs(at.to_path_buf())),
+        _ => Err(format!("cannot mount a small {kind} here")),
+    }
+}
+
+/// A backup that runs out of space fails with one clear line, commits nothing, leaves no temp
+/// file, and once there is room again backups work and the old data is intact.
+fn full_disk_fails_clearly_and_recovers_on(kind: &str) {
     let t = tempfile::tempdir().unwrap();
     let small = t.path().join("small");
-    fs::create_dir(&small).unwrap();
-    let st = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=6m", "tmpfs"])
-        .arg(&small)
-        .status()
-        .unwrap();
-    if !st.success() {
-        eprintln!("SKIPPING full-disk test: cannot mount a tmpfs here");
-        return;
-    }
-    let _guard = SmallFs(small.clone());
+    let _guard = match mount_small(kind, &small, t.path()) {
+        Ok(g) => g,
+        Err(why) => {
+            eprintln!("SKIPPING full-disk test on {kind}: {why}");
+            return;
+        }
+    };
     let repo = small.join("repo");
     init(&repo, "hourly=100");
     let data = t.path().join("data");
@@ -138,6 +167,18 @@ fn full_disk_fails_clearly_and_recovers() {
     assert_eq!(out.stdout, b"fits\n");
     let out = run(&repo, &["cat", &format!("{again}:{}/more", inside(&data))]);
     assert_eq!(out.stdout, b"more\n");
+}
+
+#[test]
+fn full_disk_fails_clearly_and_recovers() {
+    full_disk_fails_clearly_and_recovers_on("tmpfs");
+}
+
+/// The same on ext4, where packs go out with O_DIRECT: the disk fills in the middle of a
+/// direct write.
+#[test]
+fn full_disk_fails_clearly_and_recovers_with_direct_writes() {
+    full_disk_fails_clearly_and_recovers_on("ext4");
 }
 
 #[test]
