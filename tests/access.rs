@@ -17,8 +17,8 @@
 mod common;
 use common::xdr::{get_opaque, get_u32, put_opaque, put_u32, Conn, Reply};
 use common::{
-    fuse_available, is_mounted, is_root, nfs_client_available, random_bytes, temp_dir,
-    tree_fingerprint, FuseMount, NfsServer,
+    fuse_available, is_mounted, is_root, nfs_client_available, random_bytes, run_with_timeout,
+    temp_dir, tree_fingerprint, FuseMount, NfsServer, YESTER_TIMEOUT,
 };
 
 use std::ffi::OsStr;
@@ -1064,15 +1064,9 @@ fn reads_at_any_offset_and_length_give_the_files_bytes() {
         );
     }
     let copy = s.base.join("big.copy");
-    let out = Command::new("nfs-cp")
-        .arg(srv.url(&format!("/latest/big/{}/big", inside(&src))))
-        .arg(&copy)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut cp = Command::new("nfs-cp");
+    cp.arg(srv.url(&format!("/latest/big/{}/big", inside(&src))))
+        .arg(&copy);
+    run_with_timeout(cp, YESTER_TIMEOUT).expect_success();
     assert!(fs::read(&copy).unwrap() == data, "nfs-cp copy differs");
 }

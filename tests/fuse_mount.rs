@@ -3,7 +3,7 @@
 //! running mount. Skips loudly where the machine cannot mount.
 
 mod common;
-use common::{fuse_available, random_bytes, set_mtime};
+use common::{fuse_available, random_bytes, run_with_timeout, set_mtime, YESTER_TIMEOUT};
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -419,14 +419,15 @@ fn absent_security_xattrs_are_unsupported_and_present_ones_are_served() {
         );
     }
     // ls -l still lists both, without errors.
-    let ls = sh(&format!("ls -l '{}'", base.display()));
+    let mut ls = Command::new("ls");
+    ls.arg("-l").arg(&base);
+    let ls = run_with_timeout(ls, YESTER_TIMEOUT);
+    ls.expect_success();
     assert!(
-        ls.status.success(),
+        ls.stdout.contains("plain") && ls.stdout.contains("ping"),
         "{}",
-        String::from_utf8_lossy(&ls.stderr)
+        ls.stdout
     );
-    let text = String::from_utf8_lossy(&ls.stdout);
-    assert!(text.contains("plain") && text.contains("ping"), "{text}");
 }
 
 #[test]

@@ -27,7 +27,8 @@ const ALIGN: usize = 4096;
 const STEP: usize = 1 << 20;
 
 thread_local! {
-    /// The aligned staging buffer, kept per thread so it is allocated (and faulted in) once.
+    /// The aligned staging buffer, allocated (and faulted in) once per thread rather than per
+    /// write: a pack's writer thread uses one buffer for all of the pack's 1 MiB steps.
     static STAGING: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
