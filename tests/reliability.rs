@@ -90,8 +90,9 @@ impl Drop for SmallFs {
     }
 }
 
-/// Mount a small file system of `kind` ("tmpfs", or "ext4" on a loop device: the file system
-/// where packs are written with O_DIRECT) on `at`; `Err` says why it cannot be done here.
+/// Mount a small file system of `kind` ("tmpfs"; "ext4" on a loop device, the file system
+/// where packs are written with O_DIRECT; "ext4-128", the same with 128-byte inodes, which
+/// keep whole seconds only) on `at`; `Err` says why it cannot be done here.
 fn mount_small(kind: &str, at: &Path, scratch: &Path) -> Result<SmallFs, String> {
     if !nix::unistd::geteuid().is_root() {
         return Err("mounting needs root".into());
@@ -107,10 +108,12 @@ fn mount_small(kind: &str, at: &Path, scratch: &Path) -> Result<SmallFs, String>
         fs::File::create(&img)
             .and_then(|f| f.set_len(16 << 20))
             .map_err(|e| e.to_string())?;
-        let mkfs = Command::new("mkfs.ext4")
-            .args(["-q", "-F"])
-            .arg(&img)
-            .status();
+        let mut mkfs = Command::new("mkfs.ext4");
+        mkfs.args(["-q", "-F"]);
+        if kind == "ext4-128" {
+            mkfs.args(["-I", "128"]);
+        }
+        let mkfs = mkfs.arg(&img).stderr(Stdio::null()).status();
         if !mkfs.is_ok_and(|s| s.success()) {
             return Err("mkfs.ext4 failed or is missing".into());
         }
@@ -179,6 +182,86 @@ fn full_disk_fails_clearly_and_recovers() {
 #[test]
 fn full_disk_fails_clearly_and_recovers_with_direct_writes() {
     full_disk_fails_clearly_and_recovers_on("ext4");
+}
+
+/// On a file system that keeps whole seconds, a file replaced by another of the same size
+/// within a second keeps the old size, mtime and ctime: only the inode number tells it was
+/// replaced. yester reads it again; `--ignore-inode` trusts size and times, as asked.
+#[test]
+fn a_replaced_file_with_the_same_size_and_times_is_read_again() {
+    use std::os::unix::fs::MetadataExt;
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    let _guard = match mount_small("ext4-128", &src, t.path()) {
+        Ok(g) => g,
+        Err(why) => {
+            eprintln!("SKIPPING replaced-file test: {why}");
+            return;
+        }
+    };
+    let repo = t.path().join("repo");
+    init(&repo, "hourly=100");
+    let f = src.join("f");
+    // Each attempt is its own source, so its first backup has no parent and reads the file.
+    let backup_json = |source: &str, extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["backup", "--json", "--source", source];
+        args.extend_from_slice(extra);
+        args.push(src.to_str().unwrap());
+        serde_json::from_str(&ok(&repo, &args)).unwrap()
+    };
+    let cat = |id: &serde_json::Value| -> Vec<u8> {
+        let spec = format!("{}:{}", id.as_str().unwrap(), inside(&f));
+        let out = run(&repo, &["cat", &spec]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let times = |m: &fs::Metadata| {
+        (
+            m.len(),
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec(),
+        )
+    };
+    for (flags, expect_reread) in [(&[][..], true), (&["--ignore-inode"][..], false)] {
+        // Everything below must happen within one second of the clock; retry until it did.
+        let mut attempts = 0;
+        let (first, second) = loop {
+            attempts += 1;
+            assert!(
+                attempts <= 30,
+                "never managed a replacement within one second"
+            );
+            let source = format!("s{}-{attempts}", flags.len());
+            fs::write(&f, "old content\n").unwrap();
+            let before = fs::metadata(&f).unwrap();
+            let first = backup_json(&source, flags);
+            let new = src.join("f.new");
+            fs::write(&new, "new content\n").unwrap();
+            common::set_mtime(&new, before.mtime(), before.mtime_nsec());
+            fs::rename(&new, &f).unwrap();
+            let after = fs::metadata(&f).unwrap();
+            assert_ne!(after.ino(), before.ino());
+            if times(&after) != times(&before) {
+                continue;
+            }
+            break (first, backup_json(&source, flags));
+        };
+        assert_eq!(cat(&first["id"]), b"old content\n");
+        let unchanged = second["stats"]["files_unchanged"].as_u64().unwrap();
+        if expect_reread {
+            assert_eq!(unchanged, 0, "{second}");
+            assert_eq!(cat(&second["id"]), b"new content\n");
+        } else {
+            assert_eq!(unchanged, 1, "{second}");
+            assert_eq!(cat(&second["id"]), b"old content\n");
+        }
+    }
 }
 
 #[test]

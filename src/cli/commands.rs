@@ -79,6 +79,7 @@ pub fn backup(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
         lock_wait: ctx.lock_wait,
         time: a.time,
         force: a.force,
+        ignore_inode: a.ignore_inode,
         jobs: a.jobs.map(usize::from),
     };
     let report = backup_mod::backup(

@@ -28,6 +28,9 @@ pub struct SourceSpec {
     pub exclude_file: Option<Spanned<String>>,
     #[serde(default)]
     pub one_file_system: bool,
+    /// As `backup --ignore-inode`.
+    #[serde(default)]
+    pub ignore_inode: bool,
     /// Commands run (through /bin/sh -c) before the backup; a failure skips the backup.
     #[serde(default)]
     pub pre: Vec<String>,

@@ -196,6 +196,10 @@ struct BackupArgs {
     /// Read every file, also those unchanged since the source's previous snapshot
     #[arg(long)]
     force: bool,
+    /// Tell unchanged files by size, mtime and ctime only, not by inode number (for sources
+    /// whose inode numbers change between mounts, e.g. sshfs without -o use_ino)
+    #[arg(long)]
+    ignore_inode: bool,
     /// Worker threads that read, chunk, hash and compress (default: 2 per core, at least 4;
     /// reading many small files waits on the disk, so more threads than cores help)
     #[arg(long, short = 'j', value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -463,8 +467,9 @@ impl Ctx {
         )
     }
 
-    /// The chunk cache size: the flag, else the config file's `cache_size`, else `default`.
-    fn cache_size(&self, flag: Option<usize>, default: usize) -> Result<usize> {
+    /// The chunk cache size: the flag, else the config file's `cache_size`, else `default()`
+    /// (worked out only then: the server's asks the kernel for the RAM size).
+    fn cache_size(&self, flag: Option<usize>, default: impl FnOnce() -> usize) -> Result<usize> {
         if let Some(f) = flag {
             return Ok(f);
         }
@@ -476,7 +481,7 @@ impl Ctx {
             Some(c) => {
                 parse_size_usize(&c).map_err(|e| anyhow::anyhow!("cache_size in the config: {e}"))
             }
-            None => Ok(default),
+            None => Ok(default()),
         }
     }
 

@@ -136,7 +136,7 @@ pub fn mount(ctx: &Ctx, a: MountArgs) -> Result<u8> {
     let repo = ctx.open()?;
     let repo_path = ctx.repo_path()?.clone();
     let opts = VfsOptions {
-        cache_bytes: ctx.cache_size(a.cache_size, MOUNT_CACHE)?,
+        cache_bytes: ctx.cache_size(a.cache_size, || MOUNT_CACHE)?,
         root: a.path.clone().unwrap_or_default().into_bytes(),
         xattrs: !a.no_xattrs,
         ..VfsOptions::default()

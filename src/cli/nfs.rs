@@ -50,7 +50,7 @@ pub fn serve_nfs(ctx: &Ctx, a: NfsServeArgs) -> Result<u8> {
     let vfs = Vfs::new(
         repo,
         VfsOptions {
-            cache_bytes: ctx.cache_size(a.cache_size, server_cache())?,
+            cache_bytes: ctx.cache_size(a.cache_size, server_cache)?,
             ..VfsOptions::default()
         },
     )?;

@@ -53,6 +53,7 @@ fn backup_source(ctx: &Ctx, repo: &yester::engine::Repository, s: &SourceSpec) -
         lock_wait: ctx.lock_wait,
         time: None,
         force: false,
+        ignore_inode: s.ignore_inode,
         jobs: None,
     };
     let result = backup(repo, &opts, &mut BackupProgress::new(ctx.quiet))

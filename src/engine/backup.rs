@@ -45,6 +45,9 @@ pub struct BackupOptions {
     pub time: Option<SystemTime>,
     /// Read every file, even those unchanged since the source's previous snapshot.
     pub force: bool,
+    /// The source's inode numbers change between backups (some FUSE and network file
+    /// systems): do not record them or use them to tell unchanged files.
+    pub ignore_inode: bool,
     /// Threads that walk, read, chunk, hash and compress; `None`: [`super::threads::default_jobs`].
     pub jobs: Option<usize>,
 }
@@ -144,6 +147,8 @@ struct Walker<'a, P: Progress> {
     writer: SharedWriter<'a>,
     excludes: Excludes,
     one_fs: bool,
+    /// The source's inode numbers are not stable: neither record nor compare them.
+    ignore_inode: bool,
     stats: Mutex<SnapshotStats>,
     warnings: Mutex<Vec<String>>,
     progress: Mutex<&'a mut P>,
@@ -170,8 +175,9 @@ fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Metadata common to every kind of entry.
-fn entry_from_stat(name: &[u8], st: &Stat) -> Entry {
+/// Metadata common to every kind of entry; `ignore_inode`: do not record the inode number of
+/// a single-link file (it is not stable on the source's file system).
+fn entry_from_stat(name: &[u8], st: &Stat, ignore_inode: bool) -> Entry {
     let mut e = Entry::new(name.to_vec(), st.kind());
     e.mode = st.mode & 0o7777;
     e.uid = st.uid;
@@ -186,11 +192,29 @@ fn entry_from_stat(name: &[u8], st: &Stat) -> Entry {
                 ino: st.ino,
             });
         }
+        // Hard links keep theirs in the link key whatever `ignore_inode` says (see tree.rs).
+        if e.kind == NodeKind::File && (st.nlink > 1 || !ignore_inode) {
+            e.ino = st.ino;
+        }
     }
     if matches!(e.kind, NodeKind::CharDevice | NodeKind::BlockDevice) {
         e.rdev = st.rdev;
     }
     e
+}
+
+/// Whether the file now stat-ed as `st` is the one `prev` recorded, unchanged: same size,
+/// mtime and ctime (ctime moves with any write, rename onto it or metadata change, and cannot
+/// be set back), and the same inode unless the source's inode numbers are not stable or the
+/// previous tree did not record one. A file replaced by another is read again even when a
+/// coarse clock gives both the same times. The device is not compared: a source backed up
+/// from a fresh btrfs, ZFS or LVM snapshot each time has a new device number every time.
+fn looks_unchanged(prev: &Entry, st: &Stat, ignore_inode: bool) -> bool {
+    prev.kind == NodeKind::File
+        && prev.size == st.size
+        && prev.mtime == st.mtime
+        && prev.ctime == st.ctime
+        && (ignore_inode || prev.ino == 0 || prev.ino == st.ino)
 }
 
 fn is_vanished(e: &io::Error) -> bool {
@@ -357,15 +381,13 @@ impl<P: Progress> Walker<'_, P> {
         }
     }
 
-    /// The previous snapshot's chunks of a file whose size, mtime and ctime are unchanged
-    /// (ctime changes with any write, rename onto it or metadata change), if all still exist.
+    /// The previous snapshot's chunks of a file that looks unchanged (see [`looks_unchanged`]),
+    /// if all still exist.
     fn unchanged_chunks(&self, prev: Option<&Entry>, st: &Stat) -> Option<Vec<ChunkRef>> {
         let p = prev?;
-        let same = p.kind == NodeKind::File
-            && p.size == st.size
-            && p.mtime == st.mtime
-            && p.ctime == st.ctime;
-        (same && p.chunks.iter().all(|c| self.writer.has(&c.id))).then(|| p.chunks.clone())
+        (looks_unchanged(p, st, self.ignore_inode)
+            && p.chunks.iter().all(|c| self.writer.has(&c.id)))
+        .then(|| p.chunks.clone())
     }
 
     /// Build the entry for `name` in `dir` (already lstat-ed as `st`); `None` if it had to be
@@ -379,7 +401,7 @@ impl<P: Progress> Walker<'_, P> {
         dev: u64,
         prev: Option<&Entry>,
     ) -> Result<Option<Entry>> {
-        let mut e = entry_from_stat(name, st);
+        let mut e = entry_from_stat(name, st, self.ignore_inode);
         match e.kind {
             NodeKind::File => {
                 let unchanged = if let Some(chunks) = self.unchanged_chunks(prev, st) {
@@ -573,7 +595,7 @@ impl<P: Progress> Walker<'_, P> {
                     .filter(|p| p.kind == NodeKind::Dir)
                     .and_then(|p| p.subtree);
                 let sub = self.save_spine(&sub_fd, &child_path, child, prev_dir)?;
-                let mut e = entry_from_stat(name, &st);
+                let mut e = entry_from_stat(name, &st, self.ignore_inode);
                 e.subtree = Some(self.writer.add(BlobKind::Tree, &sub.encode())?);
                 e.xattrs = self.xattrs(dir, name, &child_path);
                 guard(&self.stats).dirs += 1;
@@ -657,6 +679,7 @@ pub fn backup<P: Progress>(
         writer: SharedWriter::start(repo, &reader.index)?,
         excludes: Excludes::new(&opts.excludes)?,
         one_fs: opts.one_file_system,
+        ignore_inode: opts.ignore_inode,
         stats: Mutex::new(SnapshotStats::default()),
         warnings: Mutex::new(Vec::new()),
         progress: Mutex::new(progress),
@@ -722,4 +745,63 @@ pub fn backup<P: Progress>(
     };
     let id = snapshot.save(repo.backend.as_ref())?;
     Ok(BackupReport { id, snapshot })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::tree::Timestamp;
+
+    fn stat(ino: u64) -> Stat {
+        Stat {
+            mode: 0o100644,
+            uid: 0,
+            gid: 0,
+            size: 5,
+            mtime: Timestamp { secs: 10, nanos: 1 },
+            ctime: Timestamp { secs: 11, nanos: 2 },
+            nlink: 1,
+            dev: 7,
+            ino,
+            rdev: 0,
+        }
+    }
+
+    #[test]
+    fn an_unchanged_file_is_the_same_size_times_and_inode() {
+        let was = entry_from_stat(b"f", &stat(40), false);
+        assert_eq!(was.ino, 40);
+        let mut was = was;
+        was.size = 5;
+        assert!(looks_unchanged(&was, &stat(40), false));
+        // Replaced by another file with the same size and times.
+        assert!(!looks_unchanged(&was, &stat(41), false));
+        assert!(looks_unchanged(&was, &stat(41), true));
+        // A new device number alone (a fresh btrfs or LVM snapshot) is not a change.
+        let mut other_dev = stat(40);
+        other_dev.dev = 8;
+        assert!(looks_unchanged(&was, &other_dev, false));
+        let mut written = stat(40);
+        written.ctime.nanos += 1;
+        assert!(!looks_unchanged(&was, &written, false));
+        let mut grown = stat(40);
+        grown.size = 6;
+        assert!(!looks_unchanged(&was, &grown, true));
+        // A version-1 tree recorded no inode: size and times decide.
+        was.ino = 0;
+        assert!(looks_unchanged(&was, &stat(41), false));
+    }
+
+    #[test]
+    fn ignore_inode_records_no_inode_except_in_hard_link_keys() {
+        assert_eq!(entry_from_stat(b"f", &stat(40), true).ino, 0);
+        let mut linked = stat(40);
+        linked.nlink = 2;
+        let e = entry_from_stat(b"f", &linked, true);
+        assert_eq!((e.ino, e.hardlink.map(|h| h.ino)), (40, Some(40)));
+        // Directories never carry one.
+        let mut dir = stat(40);
+        dir.mode = 0o040755;
+        assert_eq!(entry_from_stat(b"d", &dir, false).ino, 0);
+    }
 }

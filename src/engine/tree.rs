@@ -5,8 +5,10 @@ use super::codec::{Decoder, Encoder};
 use super::error::{Error, Result};
 use super::id::BlobId;
 
-/// Version byte at the start of every tree blob.
-pub const TREE_VERSION: u8 = 1;
+/// Version byte written at the start of every tree blob (2 records files' inode numbers).
+pub const TREE_VERSION: u8 = 2;
+/// The oldest tree version still read (version 1: no inode numbers of single-link files).
+pub const TREE_VERSION_MIN: u8 = 1;
 
 /// The type of a directory entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -108,6 +110,9 @@ pub struct Entry {
     pub nlink: u64,
     /// Set when `nlink > 1`, so links can be rejoined.
     pub hardlink: Option<HardlinkKey>,
+    /// A regular file's inode number on the source, telling a file that was replaced apart
+    /// from one that was not; 0 when not recorded (version-1 trees, `ignore_inode` sources).
+    pub ino: u64,
     /// Device number for character and block devices.
     pub rdev: u64,
     /// Symlink target bytes.
@@ -134,6 +139,7 @@ impl Entry {
             ctime: Timestamp::default(),
             nlink: 1,
             hardlink: None,
+            ino: 0,
             rdev: 0,
             target: Vec::new(),
             xattrs: Vec::new(),
@@ -213,6 +219,8 @@ impl Tree {
                     let h = en.hardlink.unwrap_or(HardlinkKey { dev: 0, ino: 0 });
                     e.uvarint(h.dev);
                     e.uvarint(h.ino);
+                } else if en.kind == NodeKind::File {
+                    e.uvarint(en.ino);
                 }
             }
             e.uvarint(en.xattrs.len() as u64);
@@ -228,7 +236,7 @@ impl Tree {
     pub fn decode(bytes: &[u8], object: &str) -> Result<Tree> {
         let mut d = Decoder::new(bytes, object);
         let v = d.u8()?;
-        if v != TREE_VERSION {
+        if !(TREE_VERSION_MIN..=TREE_VERSION).contains(&v) {
             return Err(Error::corrupt(object, format!("unknown tree version {v}")));
         }
         let n = d.count(12)?;
@@ -283,10 +291,16 @@ impl Tree {
             if kind != NodeKind::Dir {
                 en.nlink = d.uvarint()?;
                 if en.nlink > 1 {
-                    en.hardlink = Some(HardlinkKey {
+                    let h = HardlinkKey {
                         dev: d.uvarint()?,
                         ino: d.uvarint()?,
-                    });
+                    };
+                    en.hardlink = Some(h);
+                    if kind == NodeKind::File {
+                        en.ino = h.ino;
+                    }
+                } else if kind == NodeKind::File && v >= 2 {
+                    en.ino = d.uvarint()?;
                 }
             }
             let x = d.count(2)?;
@@ -321,6 +335,7 @@ mod tests {
         }];
         f.nlink = 2;
         f.hardlink = Some(HardlinkKey { dev: 1, ino: 99 });
+        f.ino = 99;
         f.xattrs = vec![(b"user.x".to_vec(), b"v".to_vec())];
         f.mtime = Timestamp { secs: -5, nanos: 7 };
         let mut d = Entry::new(b"dir".to_vec(), NodeKind::Dir);
@@ -338,6 +353,47 @@ mod tests {
     fn roundtrip() {
         let t = sample();
         assert_eq!(Tree::decode(&t.encode(), "t").unwrap(), t);
+    }
+
+    #[test]
+    fn single_link_files_keep_their_inode() {
+        let mut t = sample();
+        let f = &mut t.entries[0];
+        (f.nlink, f.hardlink, f.ino) = (1, None, 4_000_000_123);
+        let back = Tree::decode(&t.encode(), "t").unwrap();
+        assert_eq!(back.entries[0].ino, 4_000_000_123);
+        assert_eq!(back, t);
+    }
+
+    #[test]
+    fn reads_version_1_trees_without_inodes() {
+        // A version-1 tree of one single-link file, as yester wrote them before inodes.
+        let mut e = Encoder::new();
+        e.u8(1);
+        e.uvarint(1);
+        e.bytes(b"f");
+        e.u8(NodeKind::File.code());
+        for v in [0o644, 0, 0, 5] {
+            e.uvarint(v);
+        }
+        for _ in 0..2 {
+            e.ivarint(10);
+            e.uvarint(0);
+        }
+        e.uvarint(1);
+        e.raw(&[3; 32]);
+        e.uvarint(5);
+        e.uvarint(1); // nlink, and no inode after it
+        e.uvarint(0); // xattrs
+        let t = Tree::decode(&e.buf, "t").unwrap();
+        let f = &t.entries[0];
+        assert_eq!((f.size, f.nlink, f.ino, f.chunks.len()), (5, 1, 0, 1));
+        // The same bytes under version 2 lack the inode: the xattr count is read as it and
+        // the tree ends early.
+        e.buf[0] = 2;
+        assert!(Tree::decode(&e.buf, "t").is_err());
+        e.buf[0] = 3;
+        assert!(Tree::decode(&e.buf, "t").is_err());
     }
 
     #[test]
