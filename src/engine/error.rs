@@ -35,7 +35,7 @@ pub enum Error {
     /// Bytes read from the repository do not decode or do not match their checksum.
     #[error("{object}: corrupt: {what}")]
     Corrupt { object: String, what: String },
-    /// The packer thread of a backup stopped after a failed write (its error is reported).
+    /// A backup's pack writing stopped after a failed write (that error is reported).
     #[error("the pack writer stopped")]
     WriterStopped,
     /// A blob the repository should have is not in the index.

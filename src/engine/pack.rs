@@ -242,7 +242,14 @@ impl PackBuilder {
     /// A builder whose buffer holds `bytes` without growing: a pack that doubled its way
     /// past `pack_size` would briefly need three times that.
     pub fn with_capacity(bytes: usize) -> Self {
-        let mut buf = Vec::with_capacity(bytes.max(PACK_MAGIC.len()));
+        Self::reusing(Vec::new(), bytes)
+    }
+
+    /// As [`PackBuilder::with_capacity`], in the buffer of a pack already written: a backup
+    /// then keeps using the same two buffers instead of faulting in fresh pages for each pack.
+    pub fn reusing(mut buf: Vec<u8>, bytes: usize) -> Self {
+        buf.clear();
+        buf.reserve_exact(bytes.max(PACK_MAGIC.len()));
         buf.extend_from_slice(PACK_MAGIC);
         PackBuilder {
             buf,

@@ -2,14 +2,12 @@
 //!
 //! Two front ends share one [`PackFiles`]: [`BlobWriter`] for single-threaded callers (prune),
 //! and [`SharedWriter`] for the parallel backup, where any number of threads compress their
-//! own blobs and one packer thread fills packs. Either way a full pack is written and synced
+//! own blobs and append them to the open pack in turn. Either way a full pack is written and synced
 //! on a thread of its own while the next one fills, so fsyncs overlap reading and compressing.
 //! Nothing written is referenced until the writer has been flushed or finished: only then may
 //! a snapshot naming these blobs be saved (docs/FORMAT.md, "Write protocol").
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::thread::JoinHandle;
 
 use rayon::prelude::*;
@@ -29,10 +27,6 @@ const PACKS_PER_INDEX: usize = 64;
 /// ...or blob entries, whichever comes first: packs of small files hold thousands of blobs
 /// each, and the entries waiting for their index file would grow with the backup.
 const ENTRIES_PER_INDEX: usize = 32_768;
-/// Compressed blobs waiting for the packer thread. With 1 MiB chunks this bounds the queue to
-/// a few MiB; the packer only copies them into the open pack (a full pack is written and
-/// synced by a thread of its own), so compressing threads seldom wait.
-const PACKER_QUEUE: usize = 8;
 
 /// What a writer has added so far.
 #[derive(Clone, Copy, Debug, Default)]
@@ -61,8 +55,10 @@ struct PackFiles {
     unindexed_entries: usize,
     written: Written,
     /// The full pack being written and synced on its own thread while the next one fills:
-    /// compressing threads do not wait for the disk, and memory stays at two packs.
-    writing: Option<JoinHandle<Result<()>>>,
+    /// compressing threads do not wait for the disk, and memory stays at two packs. The
+    /// thread hands its buffer back for the pack after next.
+    writing: Option<JoinHandle<Result<Vec<u8>>>>,
+    spare: Option<Vec<u8>>,
 }
 
 impl PackFiles {
@@ -74,13 +70,18 @@ impl PackFiles {
             unindexed_entries: 0,
             written: Written::default(),
             writing: None,
+            spare: None,
         }
     }
 
     /// A pack buffer with room for a full pack, its last blob and the trailer.
     fn empty_pack(repo: &Repository) -> PackBuilder {
+        PackBuilder::with_capacity(Self::pack_capacity(repo))
+    }
+
+    fn pack_capacity(repo: &Repository) -> usize {
         let max_blob = repo.config.chunk_sizes.max_size as usize;
-        PackBuilder::with_capacity(repo.config.pack_size as usize + max_blob + (1 << 20))
+        repo.config.pack_size as usize + max_blob + (1 << 20)
     }
 
     fn add(&mut self, blob: EncodedBlob) -> Result<()> {
@@ -99,13 +100,21 @@ impl PackFiles {
         if self.pack.is_empty() {
             return Ok(());
         }
-        let full = std::mem::replace(&mut self.pack, Self::empty_pack(&self.repo));
-        let (id, bytes, entries) = full.finish();
         self.wait_written()?;
+        let next = PackBuilder::reusing(
+            self.spare.take().unwrap_or_default(),
+            Self::pack_capacity(&self.repo),
+        );
+        let full = std::mem::replace(&mut self.pack, next);
+        let (id, bytes, entries) = full.finish();
         let backend = self.repo.backend.clone();
         let put = std::thread::Builder::new()
             .name("yester-pack-put".into())
-            .spawn(move || backend.put(Kind::Pack, &id.to_hex(), &bytes))
+            .spawn(move || {
+                backend
+                    .put(Kind::Pack, &id.to_hex(), &bytes)
+                    .map(|()| bytes)
+            })
             .map_err(|e| Error::io("pack writer thread", e))?;
         self.writing = Some(put);
         self.written.stats.packs_written += 1;
@@ -120,12 +129,13 @@ impl PackFiles {
 
     /// Wait for the pack being written: it is then durable, or its error is returned.
     fn wait_written(&mut self) -> Result<()> {
-        match self.writing.take() {
-            None => Ok(()),
-            Some(put) => put
-                .join()
-                .unwrap_or_else(|_| Err(Error::Invalid("the pack writer thread panicked".into()))),
+        if let Some(put) = self.writing.take() {
+            let buf = put.join().unwrap_or_else(|_| {
+                Err(Error::Invalid("the pack writer thread panicked".into()))
+            })?;
+            self.spare = Some(buf);
         }
+        Ok(())
     }
 
     fn write_index(&mut self) -> Result<()> {
@@ -231,37 +241,35 @@ impl<'a> BlobWriter<'a> {
     }
 }
 
-/// Adds blobs from many threads at once. Each caller compresses its own blobs; a packer
-/// thread appends them to packs and writes those, through a short bounded queue.
+/// Adds blobs from many threads at once. Each caller compresses its own blobs and appends
+/// them to the open pack under a lock (a copy of the compressed bytes); a full pack goes to
+/// its writing thread. No thread hands blobs to another, so a backup of tens of thousands of
+/// small files does not wake a packer thread for each of them.
 pub struct SharedWriter<'a> {
     repo: &'a Repository,
     index: &'a Index,
     /// Blobs claimed by some thread of this writer (so each new blob is compressed once).
     seen: Mutex<IdSet>,
-    tx: SyncSender<EncodedBlob>,
-    packer: JoinHandle<(PackFiles, Result<()>)>,
-    /// Set when the walk failed: the packer then stops without writing what it holds.
-    abort: Arc<AtomicBool>,
+    packing: Mutex<Packing>,
+}
+
+/// The open pack, and the first failed write: every later blob is refused with
+/// [`Error::WriterStopped`], and [`SharedWriter::finish`] or `abandon` report the failure.
+struct Packing {
+    files: PackFiles,
+    failed: Option<Error>,
 }
 
 impl<'a> SharedWriter<'a> {
-    /// Start the packer thread.
     pub fn start(repo: &'a Repository, index: &'a Index) -> Result<Self> {
-        let (tx, rx) = sync_channel::<EncodedBlob>(PACKER_QUEUE);
-        let files = PackFiles::new(repo);
-        let abort = Arc::new(AtomicBool::new(false));
-        let stop = abort.clone();
-        let packer = std::thread::Builder::new()
-            .name("yester-packer".into())
-            .spawn(move || pack_loop(files, rx, &stop))
-            .map_err(|e| Error::io("packer thread", e))?;
         Ok(SharedWriter {
             repo,
             index,
             seen: Mutex::new(IdSet::new()),
-            tx,
-            packer,
-            abort,
+            packing: Mutex::new(Packing {
+                files: PackFiles::new(repo),
+                failed: None,
+            }),
         })
     }
 
@@ -297,52 +305,48 @@ impl<'a> SharedWriter<'a> {
         !self.index.contains(&id) && self.seen().insert(id)
     }
 
-    /// Compress a claimed blob on the calling thread and queue it for the packer.
+    /// Compress a claimed blob on the calling thread and append it to the open pack.
     pub fn store(&self, id: BlobId, kind: BlobKind, raw: &[u8]) -> Result<()> {
         let blob = EncodedBlob::encode_with_id(id, kind, raw, self.repo.config.compression_level)?;
-        // The packer only hangs up after a failed write; `finish` reports that failure.
-        self.tx.send(blob).map_err(|_| Error::WriterStopped)
+        // A thread that panicked while appending left at worst a pack that is never written
+        // in full; the panic itself ends the backup.
+        let mut p = self.packing.lock().unwrap_or_else(|p| p.into_inner());
+        if p.failed.is_some() {
+            return Err(Error::WriterStopped);
+        }
+        // Writing a full pack waits here for the one before it: the other threads then wait
+        // for the lock, which bounds memory to two packs.
+        match p.files.add(blob) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                p.failed = Some(e);
+                Err(Error::WriterStopped)
+            }
+        }
     }
 
-    /// Write the open pack and the index files and stop the packer: every added blob is then
-    /// durable. The packer's own error (say, a full disk) wins over [`Error::WriterStopped`].
+    fn into_packing(self) -> Packing {
+        self.packing.into_inner().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Write the open pack and the index files: every added blob is then durable. A failed
+    /// write's own error (say, a full disk) is reported rather than [`Error::WriterStopped`].
     pub fn finish(self) -> Result<Written> {
-        drop(self.tx);
-        match self.packer.join() {
-            Ok((mut files, Ok(()))) => Ok(std::mem::take(&mut files.written)),
-            Ok((_, Err(e))) => Err(e),
-            Err(_) => Err(Error::Invalid("the packer thread panicked".into())),
+        let mut p = self.into_packing();
+        if let Some(e) = p.failed.take() {
+            return Err(e);
         }
+        p.files.flush()?;
+        Ok(std::mem::take(&mut p.files.written))
     }
 
-    /// The error to report for a walk that failed with `err`: the packer's if it failed first.
+    /// The error to report for a walk that failed with `err`: the failed write's, if that is
+    /// what stopped it. Nothing more is written (a pack being written still finishes,
+    /// unreferenced, for prune to remove).
     pub fn abandon(self, err: Error) -> Error {
-        self.abort.store(true, Ordering::SeqCst);
-        drop(self.tx);
-        match self.packer.join() {
-            Ok((_, Err(e))) if matches!(err, Error::WriterStopped) => e,
-            _ => err,
+        match (err, self.into_packing().failed) {
+            (Error::WriterStopped, Some(e)) => e,
+            (err, _) => err,
         }
     }
-}
-
-fn pack_loop(
-    mut files: PackFiles,
-    rx: Receiver<EncodedBlob>,
-    abort: &AtomicBool,
-) -> (PackFiles, Result<()>) {
-    for blob in rx.iter() {
-        if abort.load(Ordering::SeqCst) {
-            return (files, Ok(()));
-        }
-        if let Err(e) = files.add(blob) {
-            // Dropping the receiver (on return) makes every sender fail fast.
-            return (files, Err(e));
-        }
-    }
-    if abort.load(Ordering::SeqCst) {
-        return (files, Ok(()));
-    }
-    let res = files.flush();
-    (files, res)
 }
