@@ -2,64 +2,21 @@
 //! locks and clear errors on bad repositories.
 
 mod common;
+use common::cli::{ok_at as ok, run_at as run, yester_at as yester};
 use common::{du, random_bytes};
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn yester(repo: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_yester"));
-    c.arg("-r").arg(repo);
-    c
-}
-
-fn run(repo: &Path, args: &[&str]) -> Output {
-    let out = yester(repo).args(args).output().expect("run yester");
-    eprintln!(
-        "yester {:?} -> {:?}\nstdout: {}\nstderr: {}",
-        args,
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn ok(repo: &Path, args: &[&str]) -> String {
-    let out = run(repo, args);
-    assert!(out.status.success(), "yester {args:?} failed");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// A repository that keeps every backup (the tests here are not about retention).
 fn init(repo: &Path) {
-    let out = Command::new(env!("CARGO_BIN_EXE_yester"))
-        .args(["init", "--levels", "hourly=1000"])
-        .arg(repo)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::cli::init_at(repo, Some("hourly=1000"));
 }
 
-/// The id printed by `backup`.
 fn backup(repo: &Path, source: &str, path: &Path) -> String {
-    let out = ok(
-        repo,
-        &["backup", "--source", source, path.to_str().unwrap()],
-    );
-    let id = out
-        .split_whitespace()
-        .nth(1)
-        .expect("snapshot id in output")
-        .to_string();
-    assert_eq!(id.len(), 64, "{out}");
-    id
+    common::cli::backup_at(repo, source, path, &[])
 }
 
 /// All pack files of a repository.

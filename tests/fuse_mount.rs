@@ -3,6 +3,7 @@
 //! running mount. Skips loudly where the machine cannot mount.
 
 mod common;
+use common::cli::{ok_at as ok, yester_at as yester};
 use common::{fuse_available, random_bytes, run_with_timeout, set_mtime, YESTER_TIMEOUT};
 
 use std::fs;
@@ -13,22 +14,6 @@ use std::time::{Duration, Instant};
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_yester")
-}
-
-fn yester(repo: &Path) -> Command {
-    let mut c = Command::new(bin());
-    c.arg("-r").arg(repo);
-    c
-}
-
-fn ok(repo: &Path, args: &[&str]) -> String {
-    let out = yester(repo).args(args).output().expect("run yester");
-    assert!(
-        out.status.success(),
-        "yester {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn is_mounted(p: &Path) -> bool {
@@ -75,16 +60,11 @@ impl Drop for Mount {
 }
 
 fn init(repo: &Path) {
-    let out = Command::new(bin()).arg("init").arg(repo).output().unwrap();
-    assert!(out.status.success());
+    common::cli::init_at(repo, None);
 }
 
 fn backup(repo: &Path, source: &str, path: &Path) -> String {
-    let out = ok(
-        repo,
-        &["backup", "--source", source, path.to_str().unwrap()],
-    );
-    out.split_whitespace().nth(1).unwrap().to_string()
+    common::cli::backup_at(repo, source, path, &[])
 }
 
 /// A world-readable temp dir (mount tests run readers as other users).

@@ -2,6 +2,7 @@
 //! client for what the tools cannot show: handles, credentials, ports, page sizes, garbage.
 
 mod common;
+use common::cli::ok_at as ok;
 use common::xdr::{get_opaque, get_u32, put_opaque, put_u32, Conn, Reply};
 
 use std::fs;
@@ -24,30 +25,8 @@ fn have_client() -> bool {
     ok
 }
 
-fn ok(repo: &Path, args: &[&str]) -> String {
-    let out = Command::new(bin())
-        .arg("-r")
-        .arg(repo)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "yester {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn backup(repo: &Path, source: &str, path: &Path) -> String {
-    ok(
-        repo,
-        &["backup", "--source", source, path.to_str().unwrap()],
-    )
-    .split_whitespace()
-    .nth(1)
-    .unwrap()
-    .to_string()
+    common::cli::backup_at(repo, source, path, &[])
 }
 
 /// A running `yester nfs serve`, stopped when dropped.

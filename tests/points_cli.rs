@@ -2,61 +2,19 @@
 //! naming, diff, forget + prune (also killed), and status for monitoring.
 
 mod common;
+use common::cli::{backup_at as backup, ok_at as ok, run_at as run, yester_at as yester};
 use common::{du, random_bytes};
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 use proptest::prelude::*;
 
-fn yester(repo: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_yester"));
-    c.arg("-r").arg(repo);
-    c
-}
-
-fn run(repo: &Path, args: &[&str]) -> Output {
-    let out = yester(repo).args(args).output().expect("run yester");
-    if !out.status.success() {
-        eprintln!(
-            "yester {args:?} -> {:?}\nstdout: {}\nstderr: {}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    out
-}
-
-fn ok(repo: &Path, args: &[&str]) -> String {
-    let out = run(repo, args);
-    assert!(out.status.success(), "yester {args:?} failed");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn init(repo: &Path, levels: &str) {
-    let out = Command::new(env!("CARGO_BIN_EXE_yester"))
-        .args(["init", "--levels", levels])
-        .arg(repo)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn backup(repo: &Path, source: &str, path: &Path, extra: &[&str]) -> String {
-    let mut args = vec!["backup", "--source", source, path.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    let out = run(repo, &args);
-    assert!(matches!(out.status.code(), Some(0)), "backup failed");
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.split_whitespace().nth(1).unwrap().to_string()
+    common::cli::init_at(repo, Some(levels));
 }
 
 fn json(repo: &Path, args: &[&str]) -> serde_json::Value {

@@ -3,61 +3,25 @@
 //! Heavier counts with YESTER_RELIABILITY_FULL=1 (docs/RELIABILITY.md).
 
 mod common;
+use common::cli::{ok_at as ok, run_at as run, yester_at as yester};
 use common::random_bytes;
 
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn full() -> bool {
     std::env::var_os("YESTER_RELIABILITY_FULL").is_some()
 }
 
-fn yester(repo: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_yester"));
-    c.arg("-r").arg(repo);
-    c
-}
-
-fn run(repo: &Path, args: &[&str]) -> Output {
-    yester(repo).args(args).output().unwrap()
-}
-
-fn ok(repo: &Path, args: &[&str]) -> String {
-    let out = run(repo, args);
-    assert!(
-        out.status.success(),
-        "yester {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn init(repo: &Path, levels: &str) {
-    let out = Command::new(env!("CARGO_BIN_EXE_yester"))
-        .args(["init", "--levels", levels])
-        .arg(repo)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::cli::init_at(repo, Some(levels));
 }
 
 fn backup(repo: &Path, source: &str, path: &Path) -> String {
-    ok(
-        repo,
-        &["backup", "--source", source, path.to_str().unwrap()],
-    )
-    .split_whitespace()
-    .nth(1)
-    .unwrap()
-    .to_string()
+    common::cli::backup_at(repo, source, path, &[])
 }
 
 fn snapshot_count(repo: &Path) -> usize {

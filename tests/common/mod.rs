@@ -11,6 +11,8 @@
 
 #![allow(dead_code)]
 
+pub mod cli;
+
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fs;
