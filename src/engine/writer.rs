@@ -2,8 +2,9 @@
 //!
 //! Two front ends share one [`PackFiles`]: [`BlobWriter`] for single-threaded callers (prune),
 //! and [`SharedWriter`] for the parallel backup, where any number of threads compress their
-//! own blobs and append them to the open pack in turn. Either way a full pack is written and synced
-//! on a thread of its own while the next one fills, so fsyncs overlap reading and compressing.
+//! own blobs and append them to the open pack in turn. Either way a full pack is written and
+//! synced on a thread of its own while the next one fills, so fsyncs overlap reading and
+//! compressing.
 //! Nothing written is referenced until the writer has been flushed or finished: only then may
 //! a snapshot naming these blobs be saved (docs/FORMAT.md, "Write protocol").
 
