@@ -25,8 +25,8 @@ pub enum Error {
     /// `init` on a path that already holds something.
     #[error("{0}: already exists and is not empty; refusing to initialise a repository there")]
     AlreadyExists(PathBuf),
-    /// The repository was written by a format this build does not read.
-    #[error("{object}: repository format version {found} is not supported (this yester reads version {supported})")]
+    /// The repository, or one object in it, was written in a newer format than this build reads.
+    #[error("{object}: format version {found} is not supported (this yester reads version {supported}; was it written by a newer yester?)")]
     UnsupportedVersion {
         object: String,
         found: u32,

@@ -236,7 +236,15 @@ impl Tree {
     pub fn decode(bytes: &[u8], object: &str) -> Result<Tree> {
         let mut d = Decoder::new(bytes, object);
         let v = d.u8()?;
-        if !(TREE_VERSION_MIN..=TREE_VERSION).contains(&v) {
+        if v > TREE_VERSION {
+            // Written by a newer yester: say so, rather than call the repository damaged.
+            return Err(Error::UnsupportedVersion {
+                object: object.to_string(),
+                found: u32::from(v),
+                supported: u32::from(TREE_VERSION),
+            });
+        }
+        if v < TREE_VERSION_MIN {
             return Err(Error::corrupt(object, format!("unknown tree version {v}")));
         }
         let n = d.count(12)?;
@@ -393,7 +401,15 @@ mod tests {
         e.buf[0] = 2;
         assert!(Tree::decode(&e.buf, "t").is_err());
         e.buf[0] = 3;
-        assert!(Tree::decode(&e.buf, "t").is_err());
+        assert!(matches!(
+            Tree::decode(&e.buf, "t"),
+            Err(Error::UnsupportedVersion { found: 3, .. })
+        ));
+        e.buf[0] = 0;
+        assert!(matches!(
+            Tree::decode(&e.buf, "t"),
+            Err(Error::Corrupt { .. })
+        ));
     }
 
     #[test]
