@@ -175,13 +175,7 @@ fn a_replaced_file_with_the_same_size_and_times_is_read_again() {
     };
     let cat = |id: &serde_json::Value| -> Vec<u8> {
         let spec = format!("{}:{}", id.as_str().unwrap(), inside(&f));
-        let out = run(&repo, &["cat", &spec]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
+        ok(&repo, &["cat", &spec]).into_bytes()
     };
     let times = |m: &fs::Metadata| {
         (
