@@ -4,23 +4,16 @@
 
 mod common;
 use common::cli::{ok_at as ok, yester_at as yester};
-use common::{fuse_available, random_bytes, run_with_timeout, set_mtime, YESTER_TIMEOUT};
+use common::{
+    fuse_available, is_mounted, random_bytes, run_with_timeout, set_mtime, yester_bin,
+    YESTER_TIMEOUT,
+};
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_yester")
-}
-
-fn is_mounted(p: &Path) -> bool {
-    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let want = p.to_str().unwrap();
-    info.lines().any(|l| l.split(' ').nth(4) == Some(want))
-}
 
 /// A mount that is unmounted when dropped, also when the test fails.
 struct Mount {
@@ -653,7 +646,7 @@ fn mount_helper_and_clean_shutdown() {
         .arg(format!("{}:daily.0/web1", repo.display()))
         .arg(&point)
         .args(["-o", "rw,allow_other,nosuid,_netdev"])
-        .env("YESTER_BIN", bin())
+        .env("YESTER_BIN", yester_bin())
         .output()
         .unwrap();
     assert!(!out.status.success(), "daily.0 does not exist yet");
@@ -666,7 +659,7 @@ fn mount_helper_and_clean_shutdown() {
         .arg(format!("{}:hourly.0/web1", repo.display()))
         .arg(&point)
         .args(["-o", "rw,allow_other,nosuid,_netdev,cache_size=64MiB"])
-        .env("YESTER_BIN", bin())
+        .env("YESTER_BIN", yester_bin())
         .output()
         .unwrap();
     assert!(
@@ -695,7 +688,7 @@ fn mount_helper_and_clean_shutdown() {
             .arg(format!("{}:hourly.0/web1", repo.display()))
             .arg(&point)
             .args(["-o", "allow_other"])
-            .env("YESTER_BIN", bin())
+            .env("YESTER_BIN", yester_bin())
             .output()
             .unwrap();
         let _ = fs::remove_file(installed);

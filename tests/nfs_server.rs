@@ -4,6 +4,7 @@
 mod common;
 use common::cli::ok_at as ok;
 use common::xdr::{get_opaque, get_u32, put_opaque, put_u32, Conn, Reply};
+use common::yester_bin;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
@@ -12,10 +13,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_yester")
-}
 
 fn have_client() -> bool {
     let ok = Command::new("nfs-ls").output().is_ok();
@@ -37,7 +34,7 @@ struct Server {
 
 impl Server {
     fn start(repo: &Path, key: &Path, exports: Option<&str>, dir: &Path) -> Server {
-        let mut cmd = Command::new(bin());
+        let mut cmd = Command::new(yester_bin());
         cmd.arg("-r")
             .arg(repo)
             .args(["nfs", "serve", "--listen", "127.0.0.1:0", "--handle-key"])
@@ -204,7 +201,7 @@ fn setup() -> (tempfile::TempDir, PathBuf, PathBuf, String) {
     let t = tempfile::tempdir().unwrap();
     fs::set_permissions(t.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let repo = t.path().join("repo");
-    assert!(Command::new(bin())
+    assert!(Command::new(yester_bin())
         .arg("init")
         .arg(&repo)
         .status()
@@ -369,7 +366,7 @@ fn gigabyte_file_and_hundred_thousand_entries() {
         .unwrap_or(100_000);
     let t = tempfile::tempdir().unwrap();
     let repo = t.path().join("repo");
-    assert!(Command::new(bin())
+    assert!(Command::new(yester_bin())
         .arg("init")
         .arg(&repo)
         .status()

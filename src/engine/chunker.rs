@@ -160,6 +160,13 @@ mod tests {
         out
     }
 
+    /// FastCDC's own cuts of `data` with the 16 KiB-average parameters the tests use.
+    fn sliced(data: &[u8]) -> Vec<Vec<u8>> {
+        FastCDC::new(data, 4096, 16384, 65536)
+            .map(|c| data[c.offset..c.offset + c.length].to_vec())
+            .collect()
+    }
+
     /// `n` pseudo-random bytes (xorshift), continuing the stream in `x`.
     fn noise(x: &mut u64, n: usize) -> Vec<u8> {
         (0..n)
@@ -177,9 +184,7 @@ mod tests {
         let p = ChunkerParams::from_avg(16 * 1024).unwrap();
         let data = noise(&mut 1, 3_000_000);
         let streamed = chunks_of(&data, p);
-        let sliced: Vec<Vec<u8>> = FastCDC::new(&data, 4096, 16384, 65536)
-            .map(|c| data[c.offset..c.offset + c.length].to_vec())
-            .collect();
+        let sliced = sliced(&data);
         assert_eq!(streamed, sliced);
         assert!(streamed.len() > 100);
     }
@@ -213,9 +218,7 @@ mod tests {
             }
             streamed.push(ch.data.to_vec());
         }
-        let sliced: Vec<Vec<u8>> = FastCDC::new(&data, 4096, 16384, 65536)
-            .map(|c| data[c.offset..c.offset + c.length].to_vec())
-            .collect();
+        let sliced = sliced(&data);
         assert_eq!(streamed.len(), sliced.len());
         assert!(streamed == sliced, "same cuts as the slice chunker");
         assert!(

@@ -10,13 +10,10 @@ fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// `yester -r REPO`, with no repository or log level taken from the environment.
+/// `yester -r REPO` (see [`super::yester_command`]).
 pub fn yester_at(repo: &Path) -> Command {
-    let mut c = Command::new(super::yester_bin());
-    c.arg("-r")
-        .arg(repo)
-        .env_remove("YESTER_REPO")
-        .env_remove("RUST_LOG");
+    let mut c = super::yester_command();
+    c.arg("-r").arg(repo);
     c
 }
 
@@ -50,7 +47,7 @@ pub fn ok_at(repo: &Path, args: &[&str]) -> String {
 
 /// `yester init REPO`, with `--levels LEVELS` when given (else the default levels).
 pub fn init_at(repo: &Path, levels: Option<&str>) {
-    let mut c = Command::new(super::yester_bin());
+    let mut c = super::yester_command();
     c.arg("init").arg(repo);
     if let Some(l) = levels {
         c.args(["--levels", l]);

@@ -127,6 +127,14 @@ pub fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Output {
     }
 }
 
+/// The `yester` binary as a command, with no repository or log level taken from the
+/// environment.
+pub fn yester_command() -> Command {
+    let mut cmd = Command::new(yester_bin());
+    cmd.env_remove("YESTER_REPO").env_remove("RUST_LOG");
+    cmd
+}
+
 /// Run `yester ARGS...` with [`YESTER_TIMEOUT`].
 pub fn yester<I, S>(args: I) -> Output
 where
@@ -141,10 +149,8 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let mut cmd = Command::new(yester_bin());
+    let mut cmd = yester_command();
     cmd.args(args);
-    // Keep the environment from choosing a repository or a log level for us.
-    cmd.env_remove("YESTER_REPO").env_remove("RUST_LOG");
     run_with_timeout(cmd, timeout)
 }
 
