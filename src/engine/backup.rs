@@ -217,6 +217,22 @@ fn looks_unchanged(prev: &Entry, st: &Stat, ignore_inode: bool) -> bool {
         && (ignore_inode || prev.ino == 0 || prev.ino == st.ino)
 }
 
+/// The previous tree's entry for each of `names`, both sorted by name, in one merge (a tree
+/// that is not sorted only gets fewer matches: those files are read again).
+fn match_prev<'t>(names: &[(Vec<u8>, bool)], prev: Option<&'t Tree>) -> Vec<Option<&'t Entry>> {
+    let Some(tree) = prev else {
+        return vec![None; names.len()];
+    };
+    let mut old = tree.entries.iter().peekable();
+    names
+        .iter()
+        .map(|(name, _)| {
+            while old.next_if(|e| e.name < *name).is_some() {}
+            old.next_if(|e| e.name == *name)
+        })
+        .collect()
+}
+
 fn is_vanished(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
@@ -482,7 +498,12 @@ impl<P: Progress> Walker<'_, P> {
             },
             _ => guard(&self.stats).others += 1,
         }
-        e.xattrs = self.xattrs(dir, name, path);
+        e.xattrs = match prev {
+            // Setting or removing an attribute (an ACL too) moves the ctime, so a file that
+            // looks unchanged has its old ones: no `llistxattr` per file of an incremental.
+            Some(p) if looks_unchanged(p, st, self.ignore_inode) => p.xattrs.clone(),
+            _ => self.xattrs(dir, name, path),
+        };
         if let Some(key) = e.hardlink {
             *guard(&self.links).counts.entry(key).or_default() += 1;
         }
@@ -511,16 +532,15 @@ impl<P: Progress> Walker<'_, P> {
         names.sort();
         let prev_id = prev;
         let prev = self.prev_tree(prev);
+        let prev_at = match_prev(&names, prev.as_ref());
         // Reads of small files from a cold cache wait on the disk one at a time per thread;
         // the files a few places ahead are asked for in the background meanwhile, so the disk
         // has several reads in flight.
         let prefetch = |i: usize| {
-            if let Some((name, true)) = names.get(i) {
+            if let (Some((name, true)), Some(None)) = (names.get(i), prev_at.get(i)) {
                 // Not files the previous snapshot has (mostly unchanged, so not read) nor
                 // excluded ones.
-                if prev.as_ref().and_then(|t| t.get(name)).is_none()
-                    && !self.excludes.excluded(&path.join(OsStr::from_bytes(name)))
-                {
+                if !self.excludes.excluded(&path.join(OsStr::from_bytes(name))) {
                     fsat::prefetch_at(dir, name, PREFETCH_BYTES);
                 }
             }
@@ -546,8 +566,7 @@ impl<P: Progress> Walker<'_, P> {
                         return Ok(None);
                     }
                 };
-                let prev_entry = prev.as_ref().and_then(|t| t.get(name));
-                self.save_entry(dir, name, &child, &st, dev, prev_entry)
+                self.save_entry(dir, name, &child, &st, dev, prev_at[i])
             })
             .collect::<Result<Vec<_>>>()?;
         drop(names);
@@ -764,6 +783,45 @@ mod tests {
             dev: 7,
             ino,
             rdev: 0,
+        }
+    }
+
+    #[test]
+    fn each_name_gets_the_previous_entry_of_that_name() {
+        let listed = |n: &[&str]| -> Vec<(Vec<u8>, bool)> {
+            n.iter().map(|s| (s.as_bytes().to_vec(), true)).collect()
+        };
+        let tree = |n: &[&str]| Tree {
+            entries: n
+                .iter()
+                .map(|s| Entry::new(s.as_bytes().to_vec(), NodeKind::File))
+                .collect(),
+        };
+        let found = |names: &[(Vec<u8>, bool)], t: Option<&Tree>| -> Vec<Option<String>> {
+            match_prev(names, t)
+                .into_iter()
+                .map(|e| e.map(|e| String::from_utf8_lossy(&e.name).into_owned()))
+                .collect()
+        };
+        let names = listed(&["a", "c", "d", "f"]);
+        let old = tree(&["b", "c", "e", "f", "g"]);
+        let want = |v: &[Option<&str>]| -> Vec<Option<String>> {
+            v.iter().map(|o| o.map(String::from)).collect()
+        };
+        assert_eq!(
+            found(&names, Some(&old)),
+            want(&[None, Some("c"), None, Some("f")])
+        );
+        assert_eq!(found(&names, None), want(&[None; 4]));
+        assert_eq!(found(&[], Some(&old)), want(&[]));
+        let all = listed(&["b", "c", "e", "f", "g"]);
+        assert_eq!(found(&all, Some(&old)).iter().flatten().count(), 5);
+        // A damaged, unsorted tree never gives an entry of another name.
+        let unsorted = tree(&["f", "c", "a"]);
+        for (name, got) in names.iter().zip(found(&names, Some(&unsorted))) {
+            if let Some(g) = got {
+                assert_eq!(g.as_bytes(), name.0.as_slice());
+            }
         }
     }
 
