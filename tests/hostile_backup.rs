@@ -1678,6 +1678,48 @@ fn directory_with_huge_number_of_entries() {
     }
 }
 
+/// A deep tree of directories that each hold a subdirectory (listed first) and a dozen
+/// files, backed up under a limit of 128 open descriptors: every level holds its directory
+/// open, and the prefetch keeps files it opened for their savers, so this only works while
+/// what the prefetch holds stays bounded whatever the depth. Every file is saved, with no
+/// warnings.
+#[test]
+fn deep_tree_backs_up_under_a_low_descriptor_limit() {
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        eprintln!(
+            "SKIPPING deep_tree_backs_up_under_a_low_descriptor_limit: no prlimit (util-linux)"
+        );
+        return;
+    }
+    const DEPTH: usize = 50;
+    let repo = new_repo();
+    let (_t, root) = temp_dir("yester-deep");
+    let src = root.join("src");
+    let mut dir = src.clone();
+    for d in 0..DEPTH {
+        fs::create_dir_all(&dir).unwrap();
+        for f in 0..12 {
+            fs::write(
+                dir.join(format!("f{f:02}")),
+                random_bytes((d * 100 + f) as u64, 3000),
+            )
+            .unwrap();
+        }
+        dir = dir.join("a");
+    }
+    let mut c = Command::new("prlimit");
+    c.arg("--nofile=128:128")
+        .arg(yester_bin())
+        .args(repo_args(&repo))
+        .args(["backup", "--source", "deep", "--json"])
+        .arg(&src);
+    let b = finish_backup(&repo, spawn(c));
+    assert!(b.warnings.is_empty(), "warnings: {:?}", b.warnings);
+    let target = root.join("restored");
+    let restored = restore(&repo, &b.id, &src, &target);
+    assert_eq!(read_tree(&restored, false), read_tree(&src, false));
+}
+
 // ---------------------------------------------------------------------------------------
 // 9. Symlink loops
 // ---------------------------------------------------------------------------------------

@@ -157,12 +157,18 @@ struct Walker<'a, P: Progress> {
     /// The id of the all-zero chunk the chunker cuts from long zero runs (one length for the
     /// repository's parameters): hashed once, not once per chunk of a VM image's free space.
     zero_chunk: OnceLock<ChunkRef>,
+    /// Prefetched files held open for their savers now (at most [`PREFETCH_HELD`]).
+    held: AtomicUsize,
 }
 
 /// How many entries ahead of the one being saved a directory's regular files are prefetched,
 /// and how much of each (the whole of a small file, the head of a big one).
 const PREFETCH_AHEAD: usize = 8;
 const PREFETCH_BYTES: i64 = 256 * 1024;
+/// At most this many prefetched files are kept open for their savers at once (the others are
+/// closed and opened again), whatever the tree's depth and the pool's splits: the backup's
+/// descriptors stay far below the usual limit of 1024.
+const PREFETCH_HELD: usize = 32;
 
 thread_local! {
     /// Each worker's chunker buffer, allocated once per thread (zeroing megabytes per small
@@ -233,6 +239,24 @@ fn match_prev<'t>(names: &[(Vec<u8>, bool)], prev: Option<&'t Tree>) -> Vec<Opti
         .collect()
 }
 
+/// An entry as the walk found it: its `lstat`, or the `fstat` of `file` when the prefetch
+/// had opened it.
+struct Found {
+    st: Stat,
+    file: Option<fs::File>,
+}
+
+/// A directory entry's file as opened by the prefetch, for the thread that saves it.
+#[derive(Default)]
+enum Opened {
+    /// Not opened (yet).
+    #[default]
+    Not,
+    Open(fs::File),
+    /// The entry was saved: a prefetch that comes later keeps nothing.
+    Taken,
+}
+
 fn is_vanished(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
@@ -248,8 +272,20 @@ impl<P: Progress> Walker<'_, P> {
         guard(&self.warnings).push(m);
     }
 
-    fn xattrs(&self, dir: &OwnedFd, name: &[u8], path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
-        match fsat::xattrs_at(dir, name) {
+    /// The extended attributes of `name` in `dir`, through `opened` if it is open (no path
+    /// lookup).
+    fn xattrs(
+        &self,
+        dir: &OwnedFd,
+        name: &[u8],
+        path: &Path,
+        opened: Option<&fs::File>,
+    ) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let got = match opened {
+            Some(f) => fsat::xattrs_fd(f),
+            None => fsat::xattrs_at(dir, name),
+        };
+        match got {
             Ok(x) => x,
             // No xattrs on this file system, or the entry is gone (reported where it matters).
             Err(e) if e.raw_os_error() == Some(nix::libc::EOPNOTSUPP) || is_vanished(&e) => {
@@ -264,13 +300,18 @@ impl<P: Progress> Walker<'_, P> {
 
     /// Save a file's content; returns the chunk list and bytes read, or `None` when the file
     /// could not be read (a warning). Errors are the repository's and end the backup.
+    /// `opened`: the file, already opened by the prefetch, with `st` from its `fstat`.
     fn save_file(
         &self,
         dir: &OwnedFd,
         name: &[u8],
         path: &Path,
         st: &Stat,
+        opened: Option<&fs::File>,
     ) -> Result<Option<(Vec<ChunkRef>, u64)>> {
+        if let Some(file) = opened {
+            return self.read_file(file, path, *st);
+        }
         let file = match fsat::open_file_at(dir, name) {
             Ok(f) => f,
             Err(e) if is_vanished(&e) => {
@@ -293,7 +334,17 @@ impl<P: Progress> Walker<'_, P> {
                 return Ok(None);
             }
         };
-        let (chunks, read) = match self.chunk_file(&file)? {
+        self.read_file(&file, path, before)
+    }
+
+    /// Read, chunk and store the open regular file `file`, `fstat`-ed as `before`.
+    fn read_file(
+        &self,
+        file: &fs::File,
+        path: &Path,
+        before: Stat,
+    ) -> Result<Option<(Vec<ChunkRef>, u64)>> {
+        let (chunks, read) = match self.chunk_file(file)? {
             Ok(r) => r,
             Err(e) => {
                 self.warn(path, format_args!("read error: {e}"));
@@ -301,7 +352,7 @@ impl<P: Progress> Walker<'_, P> {
             }
         };
         guard(&self.stats).bytes_read += read;
-        if let Ok(after) = fsat::stat_fd(&file) {
+        if let Ok(after) = fsat::stat_fd(file) {
             // ctime also moves when the file is linked or unlinked, which leaves the content
             // as read intact: only count it when the link count stayed the same.
             let changed = after.size != before.size
@@ -413,10 +464,12 @@ impl<P: Progress> Walker<'_, P> {
         dir: &OwnedFd,
         name: &[u8],
         path: &Path,
-        st: &Stat,
+        found: Found,
         dev: u64,
         prev: Option<&Entry>,
     ) -> Result<Option<Entry>> {
+        let Found { st, file: opened } = found;
+        let st = &st;
         let mut e = entry_from_stat(name, st, self.ignore_inode);
         match e.kind {
             NodeKind::File => {
@@ -425,7 +478,9 @@ impl<P: Progress> Walker<'_, P> {
                     e.size = st.size;
                     true
                 } else {
-                    let Some((chunks, read)) = self.save_file(dir, name, path, st)? else {
+                    let Some((chunks, read)) =
+                        self.save_file(dir, name, path, st, opened.as_ref())?
+                    else {
                         return Ok(None);
                     };
                     e.chunks = chunks;
@@ -502,7 +557,7 @@ impl<P: Progress> Walker<'_, P> {
             // Setting or removing an attribute (an ACL too) moves the ctime, so a file that
             // looks unchanged has its old ones: no `llistxattr` per file of an incremental.
             Some(p) if looks_unchanged(p, st, self.ignore_inode) => p.xattrs.clone(),
-            _ => self.xattrs(dir, name, path),
+            _ => self.xattrs(dir, name, path, opened.as_ref()),
         };
         if let Some(key) = e.hardlink {
             *guard(&self.links).counts.entry(key).or_default() += 1;
@@ -536,12 +591,24 @@ impl<P: Progress> Walker<'_, P> {
         // Reads of small files from a cold cache wait on the disk one at a time per thread;
         // the files a few places ahead are asked for in the background meanwhile, so the disk
         // has several reads in flight.
+        // The prefetch keeps each file it opened for the thread that saves it: one `open` and
+        // one `stat` per new file instead of two of each.
+        let opened: Vec<Mutex<Opened>> = names.iter().map(|_| Mutex::default()).collect();
         let prefetch = |i: usize| {
             if let (Some((name, true)), Some(None)) = (names.get(i), prev_at.get(i)) {
                 // Not files the previous snapshot has (mostly unchanged, so not read) nor
                 // excluded ones.
                 if !self.excludes.excluded(&path.join(OsStr::from_bytes(name))) {
-                    fsat::prefetch_at(dir, name, PREFETCH_BYTES);
+                    if let Some(f) = fsat::prefetch_at(dir, name, PREFETCH_BYTES) {
+                        let mut slot = guard(&opened[i]);
+                        if matches!(*slot, Opened::Not) {
+                            if self.held.fetch_add(1, Ordering::AcqRel) < PREFETCH_HELD {
+                                *slot = Opened::Open(f);
+                            } else {
+                                self.held.fetch_sub(1, Ordering::AcqRel);
+                            }
+                        }
+                    }
                 }
             }
         };
@@ -555,20 +622,43 @@ impl<P: Progress> Walker<'_, P> {
                 if self.excludes.excluded(&child) {
                     return Ok(None);
                 }
-                let st = match fsat::stat_at(dir, name) {
-                    Ok(m) => m,
-                    Err(e) if is_vanished(&e) => {
-                        self.warn(&child, "vanished before it could be read");
-                        return Ok(None);
+                // What the prefetch opened, if it is still a regular file (else the name is
+                // looked at afresh); a late prefetch closes what it opens.
+                let pre = match std::mem::replace(&mut *guard(&opened[i]), Opened::Taken) {
+                    Opened::Open(f) => {
+                        self.held.fetch_sub(1, Ordering::AcqRel);
+                        fsat::stat_fd(&f)
+                            .ok()
+                            .filter(|st| st.kind() == NodeKind::File)
+                            .map(|st| Found { st, file: Some(f) })
                     }
-                    Err(e) => {
-                        self.warn(&child, format_args!("cannot stat: {e}"));
-                        return Ok(None);
-                    }
+                    _ => None,
                 };
-                self.save_entry(dir, name, &child, &st, dev, prev_at[i])
+                let found = match pre {
+                    Some(found) => found,
+                    None => match fsat::stat_at(dir, name) {
+                        Ok(st) => Found { st, file: None },
+                        Err(e) if is_vanished(&e) => {
+                            self.warn(&child, "vanished before it could be read");
+                            return Ok(None);
+                        }
+                        Err(e) => {
+                            self.warn(&child, format_args!("cannot stat: {e}"));
+                            return Ok(None);
+                        }
+                    },
+                };
+                self.save_entry(dir, name, &child, found, dev, prev_at[i])
             })
-            .collect::<Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>>>();
+        // Files prefetched for entries never saved (an error ended the listing).
+        let left = opened
+            .into_iter()
+            .map(|o| o.into_inner().unwrap_or_else(|p| p.into_inner()))
+            .filter(|o| matches!(o, Opened::Open(_)))
+            .count();
+        self.held.fetch_sub(left, Ordering::AcqRel);
+        let saved = saved?;
         drop(names);
         let tree = Tree {
             entries: saved.into_iter().flatten().collect(),
@@ -599,7 +689,8 @@ impl<P: Progress> Walker<'_, P> {
             let entry = if child.target {
                 // A backed-up path that cannot be read at all fails the backup: an empty
                 // "partial" snapshot would push good ones out of the points.
-                let e = self.save_entry(dir, name, &child_path, &st, st.dev, prev_entry)?;
+                let found = Found { st, file: None };
+                let e = self.save_entry(dir, name, &child_path, found, st.dev, prev_entry)?;
                 if e.is_none() {
                     // Nothing ran in parallel for an entry that could not be opened at all, so
                     // the newest warning is its own.
@@ -616,7 +707,7 @@ impl<P: Progress> Walker<'_, P> {
                 let sub = self.save_spine(&sub_fd, &child_path, child, prev_dir)?;
                 let mut e = entry_from_stat(name, &st, self.ignore_inode);
                 e.subtree = Some(self.writer.add(BlobKind::Tree, &sub.encode())?);
-                e.xattrs = self.xattrs(dir, name, &child_path);
+                e.xattrs = self.xattrs(dir, name, &child_path, None);
                 guard(&self.stats).dirs += 1;
                 Some(e)
             } else {
@@ -704,6 +795,7 @@ pub fn backup<P: Progress>(
         progress: Mutex::new(progress),
         links: Mutex::new(LinkTable::default()),
         zero_chunk: OnceLock::new(),
+        held: AtomicUsize::new(0),
     };
     let walked = pool.install(|| -> Result<(BlobId, Option<BlobId>)> {
         let root_fd = fsat::open_root().map_err(|e| Error::io("/", e))?;

@@ -137,18 +137,18 @@ pub fn list_dir(dir: &OwnedFd) -> io::Result<Vec<(Vec<u8>, bool)>> {
     Ok(names)
 }
 
-/// Ask the kernel to start reading the first `len` bytes of regular file `name` in `dir` in
-/// the background (`POSIX_FADV_WILLNEED`), so that a later read finds them cached. Best
-/// effort: any failure only means no head start.
-pub fn prefetch_at(dir: &OwnedFd, name: &[u8], len: i64) {
-    if let Ok(f) = open_file_at(dir, name) {
-        let _ = nix::fcntl::posix_fadvise(
-            &f,
-            0,
-            len,
-            nix::fcntl::PosixFadviseAdvice::POSIX_FADV_WILLNEED,
-        );
-    }
+/// Open `name` in `dir` (as [`open_file_at`]) and ask the kernel to start reading its first
+/// `len` bytes in the background (`POSIX_FADV_WILLNEED`), so that a later read finds them
+/// cached; returns the open file. Best effort: any failure only means no head start.
+pub fn prefetch_at(dir: &OwnedFd, name: &[u8], len: i64) -> Option<File> {
+    let f = open_file_at(dir, name).ok()?;
+    let _ = nix::fcntl::posix_fadvise(
+        &f,
+        0,
+        len,
+        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_WILLNEED,
+    );
+    Some(f)
 }
 
 /// The target of a symlink.
@@ -165,9 +165,23 @@ pub fn xattrs_at(dir: &OwnedFd, name: &[u8]) -> io::Result<Vec<(Vec<u8>, Vec<u8>
     let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
     p.extend_from_slice(name);
     let path = std::path::Path::new(std::ffi::OsStr::from_bytes(&p));
+    sorted_xattrs(xattr::list(path)?, |n| xattr::get(path, n))
+}
+
+/// Extended attributes of an open file, sorted by name.
+pub fn xattrs_fd(f: &File) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    use xattr::FileExt;
+    sorted_xattrs(f.list_xattr()?, |n| f.get_xattr(n))
+}
+
+/// The values of the listed `names` that are still there, sorted by name.
+fn sorted_xattrs(
+    names: impl Iterator<Item = std::ffi::OsString>,
+    get: impl Fn(&std::ffi::OsStr) -> io::Result<Option<Vec<u8>>>,
+) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let mut out = Vec::new();
-    for n in xattr::list(path)? {
-        if let Some(v) = xattr::get(path, &n)? {
+    for n in names {
+        if let Some(v) = get(&n)? {
             out.push((n.as_bytes().to_vec(), v));
         }
     }
