@@ -87,6 +87,7 @@ w("page cache dropped before each cold step: %s; load average at start %s, at en
     "yes" if any("drop_caches=yes" in n for n in N.values()) else "NO",
     meta.get("loadavg_start", "?"), meta.get("loadavg_end", "?"), meta.get("run_seconds", "?"),
     ", ".join(f"{name} at {t:.0f} s" for t, name in phases)))
+w(f"guest memory: {meta.get('vm_memory', 'untouched')}")
 w("ratios are yester/peer: below 1 means yester is faster/smaller")
 
 # ---------------------------------------------------------------- backups and restore

@@ -44,6 +44,7 @@ out = []
 w = out.append
 w(f"yester {meta.get('yester_commit', '?')} | {meta.get('host', '?')} | settings {meta.get('settings', '')}")
 w(f"load average at start {meta.get('loadavg_start', '?')}, at end {meta.get('loadavg_end', '?')}; run {meta.get('run_seconds', '?')} s")
+w(f"guest memory: {meta.get('vm_memory', 'untouched')}")
 w("first and no-change (cold) backups after dropping the page cache; no-change warm right after; "
   "marginal = cost of the files added since the previous row")
 rows = [l for l in labels if l.startswith(("files-", "big-"))]

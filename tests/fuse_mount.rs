@@ -568,6 +568,50 @@ fn huge_directory_and_gigabyte_file() {
     assert!(same.success(), "the big file reads back identical");
 }
 
+/// A snapshot forgotten under a running mount leaves the listings that showed it, although
+/// the newest snapshot (whose time the virtual directories show) stays the same: the kernel
+/// keeps every listing cached and drops it only when the directory's mtime moves.
+#[test]
+fn forgotten_snapshots_leave_a_running_mount() {
+    if !fuse_available() {
+        return;
+    }
+    let t = open_tempdir();
+    let repo = t.path().join("repo");
+    init(&repo);
+    let src = t.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("f"), "one\n").unwrap();
+    let old = backup(&repo, "web1", &src);
+    fs::write(src.join("f"), "two\n").unwrap();
+    backup(&repo, "web1", &src);
+    let m = Mount::new(&repo, &t.path().join("mnt"), &[]);
+    let names = |dir: &str| -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(m.path(dir))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let before = names("snapshots/web1");
+    assert_eq!(before.len(), 2, "{before:?}");
+    let all_before = names("snapshots");
+    ok(&repo, &["forget", &old]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while names("snapshots/web1").len() != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the forgotten snapshot is still listed after 10 s: {:?}",
+            names("snapshots/web1")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(names("snapshots"), all_before, "the source is still there");
+    let left = names("snapshots/web1");
+    assert!(before.contains(&left[0]), "{left:?} not among {before:?}");
+}
+
 #[test]
 fn new_backups_appear_in_a_running_mount() {
     if !fuse_available() {

@@ -629,7 +629,7 @@ impl Vfs {
                     ),
                     _ => newest(&mut v.all.iter()),
                 };
-                Ok(virtual_attr(ino, time, dir.len()))
+                Ok(virtual_attr(ino, time.max(st.changed), dir.len()))
             }
             Node::Point { sel, source, sub } => {
                 let s = self.point_snapshot(st, sel, source)?;

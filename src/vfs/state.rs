@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::engine::backend::Kind;
+use crate::engine::tree::Timestamp;
 use crate::engine::{BlobReader, Repository, Result};
 use crate::points::View;
 
@@ -13,6 +14,36 @@ pub struct State {
     pub view: View,
     pub reader: Arc<BlobReader>,
     loaded: Instant,
+    /// When a refresh last found other snapshots or points than the state before it (zero
+    /// until one does): the virtual directories' times are at least this, so a listing the
+    /// kernel cached is dropped also when a snapshot older than the newest appears or goes.
+    pub changed: Timestamp,
+}
+
+/// Whether two views list the same snapshots, levels and points.
+fn same_listings(a: &View, b: &View) -> bool {
+    a.all.len() == b.all.len()
+        && a.all.iter().zip(&b.all).all(|(x, y)| x.id == y.id)
+        && a.levels.len() == b.levels.len()
+        && a.levels
+            .iter()
+            .zip(&b.levels)
+            .all(|(x, y)| x.name == y.name)
+        && a.sources.len() == b.sources.len()
+        && a.sources
+            .iter()
+            .zip(&b.sources)
+            .all(|((n, x), (m, y))| n == m && x.catalog == y.catalog)
+}
+
+fn now() -> Timestamp {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp {
+        secs: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        nanos: d.subsec_nanos(),
+    }
 }
 
 /// The current [`State`], swapped atomically on refresh.
@@ -53,10 +84,16 @@ fn load(repo: &Repository, prev: Option<&State>) -> Result<State> {
         }
         _ => Arc::new(repo.reader()?),
     };
+    let changed = match prev {
+        Some(p) if same_listings(&p.view, &view) => p.changed,
+        Some(_) => now(),
+        None => Timestamp::default(),
+    };
     Ok(State {
         view,
         reader,
         loaded: Instant::now(),
+        changed,
     })
 }
 
