@@ -13,10 +13,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
-    AccessFlags, BsdFileFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, Generation,
-    INodeNo, InitFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr,
-    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
-    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, BsdFileFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags,
+    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
+    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use crate::engine::tree::{NodeKind, Timestamp};
@@ -82,6 +82,10 @@ pub struct YesterFs {
     /// Inode number → its chunk list, for the files read lately. The kernel opens files
     /// without asking (see `open`), so reads come by inode; an inode's content never changes.
     files: Mutex<lru::LruCache<u64, Arc<OpenFile>>>,
+    /// The kernel opens files (directories) without asking once `open` (`opendir`) answers
+    /// ENOSYS: Linux 4.19 (5.1) and later, which say so at INIT.
+    no_open: bool,
+    no_opendir: bool,
 }
 
 /// How many files' chunk lists are kept between reads (one is rebuilt from the cached tree
@@ -97,6 +101,8 @@ impl YesterFs {
             vfs,
             nodes: Mutex::new(HashMap::new()),
             files: Mutex::new(lru::LruCache::new(OPEN_FILES)),
+            no_open: false,
+            no_opendir: false,
         }
     }
 
@@ -210,6 +216,9 @@ impl YesterFs {
 
 impl Filesystem for YesterFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let kernel = config.capabilities();
+        self.no_open = kernel.contains(InitFlags::FUSE_NO_OPEN_SUPPORT);
+        self.no_opendir = kernel.contains(InitFlags::FUSE_NO_OPENDIR_SUPPORT);
         // Without READDIRPLUS, `ls -l` costs one LOOKUP per entry.
         for flag in [
             InitFlags::FUSE_DO_READDIRPLUS,
@@ -291,12 +300,16 @@ impl Filesystem for YesterFs {
     /// file fewer for `grep -r` and `cp -r`) and keeps their page cache across opens, right for
     /// content that never changes. Permissions are the kernel's to check (default_permissions
     /// and ACLs), and the mount is read-only, so a write open fails with EROFS before it could
-    /// get here.
+    /// get here. (A kernel that cannot do without gets the same page cache rule; reads come
+    /// by inode either way.)
     fn open(&self, _req: &Request, _ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         if flags.acc_mode() != OpenAccMode::O_RDONLY {
             return reply.error(Errno::EROFS);
         }
-        reply.error(Errno::ENOSYS);
+        if self.no_open {
+            return reply.error(Errno::ENOSYS);
+        }
+        reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE);
     }
 
     fn read(
@@ -358,8 +371,19 @@ impl Filesystem for YesterFs {
     /// inside a snapshot never change; the virtual directories' mtime moves whenever what
     /// they list may have (see `Vfs::getattr`), and the kernel compares it before it uses a
     /// cached listing (FUSE_AUTO_INVAL_DATA).
-    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        reply.error(Errno::ENOSYS);
+    /// (A kernel that cannot do without is told to cache the listings that never change.)
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        if self.no_opendir {
+            return reply.error(Errno::ENOSYS);
+        }
+        match self.node(ino) {
+            Ok(n) if !n.is_volatile() => reply.opened(
+                FileHandle(0),
+                FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR,
+            ),
+            Ok(_) => reply.opened(FileHandle(0), FopenFlags::empty()),
+            Err(e) => reply.error(e),
+        }
     }
 
     fn readdir(
