@@ -49,7 +49,10 @@ pub struct VfsOptions {
     pub root: Vec<u8>,
     /// How often to look for new backups, rotations and prunes.
     pub refresh: Duration,
-    /// Chunks to fetch ahead of sequential reads.
+    /// Chunks to fetch ahead of sequential reads. An NFS client such as `nfs-cp` asks for one
+    /// range at a time, so only this keeps the disk and the decompression ahead of it: a cold
+    /// copy of a 1 GiB image took 1.57–1.78 s with 2, 1.25–1.38 s with 8 (the FUSE kernel's
+    /// own read-ahead made no difference there: 0.88–0.95 s either way).
     pub prefetch: usize,
     /// Serve extended attributes (and with them ACLs). Without them a FUSE kernel stops
     /// asking for each file's (`ls -l` asks for `security.selinux` of every entry), and modes
@@ -64,7 +67,7 @@ impl Default for VfsOptions {
             tree_cache_bytes: 64 << 20,
             root: Vec::new(),
             refresh: Duration::from_secs(1),
-            prefetch: 2,
+            prefetch: 8,
             xattrs: true,
         }
     }
