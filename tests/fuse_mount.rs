@@ -67,6 +67,19 @@ fn open_tempdir() -> tempfile::TempDir {
     t
 }
 
+/// A world-readable temp dir with an initialised repository `repo` in it, and the path `src`
+/// (not made) for the test's source; `None` where FUSE is missing (`fuse_available` says so).
+fn fuse_setup() -> Option<(tempfile::TempDir, PathBuf, PathBuf)> {
+    if !fuse_available() {
+        return None;
+    }
+    let t = open_tempdir();
+    let repo = t.path().join("repo");
+    init(&repo);
+    let src = t.path().join("src");
+    Some((t, repo, src))
+}
+
 fn sh(cmd: &str) -> Output {
     Command::new("sh").arg("-c").arg(cmd).output().unwrap()
 }
@@ -213,13 +226,9 @@ fn xattr_listing(dir: &Path) -> XattrListing {
 
 #[test]
 fn mounted_snapshot_equals_source_and_is_read_only() {
-    if !fuse_available() {
+    let Some((t, repo, src)) = fuse_setup() else {
         return;
-    }
-    let t = open_tempdir();
-    let repo = t.path().join("repo");
-    init(&repo);
-    let src = t.path().join("src");
+    };
     make_tree(&src);
     backup(&repo, "web1", &src);
     let m = Mount::new(&repo, &t.path().join("mnt"), &[]);
@@ -343,13 +352,9 @@ fn mounted_snapshot_equals_source_and_is_read_only() {
 /// a `security.*` attribute the snapshot holds is listed and returned.
 #[test]
 fn absent_security_xattrs_are_unsupported_and_present_ones_are_served() {
-    if !fuse_available() {
+    let Some((t, repo, src)) = fuse_setup() else {
         return;
-    }
-    let t = open_tempdir();
-    let repo = t.path().join("repo");
-    init(&repo);
-    let src = t.path().join("src");
+    };
     fs::create_dir(&src).unwrap();
     fs::write(src.join("plain"), b"plain\n").unwrap();
     fs::write(src.join("ping"), b"#!/bin/true\n").unwrap();
@@ -405,13 +410,9 @@ fn absent_security_xattrs_are_unsupported_and_present_ones_are_served() {
 
 #[test]
 fn grep_and_diff_between_points_match_the_originals() {
-    if !fuse_available() {
+    let Some((t, repo, src)) = fuse_setup() else {
         return;
-    }
-    let t = open_tempdir();
-    let repo = t.path().join("repo");
-    init(&repo);
-    let src = t.path().join("src");
+    };
     make_tree(&src);
     backup(&repo, "web1", &src);
     let old = t.path().join("old");
@@ -573,13 +574,9 @@ fn huge_directory_and_gigabyte_file() {
 /// keeps every listing cached and drops it only when the directory's mtime moves.
 #[test]
 fn forgotten_snapshots_leave_a_running_mount() {
-    if !fuse_available() {
+    let Some((t, repo, src)) = fuse_setup() else {
         return;
-    }
-    let t = open_tempdir();
-    let repo = t.path().join("repo");
-    init(&repo);
-    let src = t.path().join("src");
+    };
     fs::create_dir(&src).unwrap();
     fs::write(src.join("f"), "one\n").unwrap();
     let old = backup(&repo, "web1", &src);
@@ -614,13 +611,9 @@ fn forgotten_snapshots_leave_a_running_mount() {
 
 #[test]
 fn new_backups_appear_in_a_running_mount() {
-    if !fuse_available() {
+    let Some((t, repo, src)) = fuse_setup() else {
         return;
-    }
-    let t = open_tempdir();
-    let repo = t.path().join("repo");
-    init(&repo);
-    let src = t.path().join("src");
+    };
     fs::create_dir(&src).unwrap();
     fs::write(src.join("today"), "version 1\n").unwrap();
     fs::write(src.join("big"), random_bytes(9, 6 << 20)).unwrap();
@@ -670,13 +663,9 @@ fn new_backups_appear_in_a_running_mount() {
 
 #[test]
 fn mount_helper_and_clean_shutdown() {
-    if !fuse_available() {
+    let Some((t, repo, src)) = fuse_setup() else {
         return;
-    }
-    let t = open_tempdir();
-    let repo = t.path().join("repo");
-    init(&repo);
-    let src = t.path().join("src");
+    };
     fs::create_dir(&src).unwrap();
     fs::write(src.join("f"), "hello\n").unwrap();
     backup(&repo, "web1", &src);
