@@ -5,7 +5,9 @@
 //! Each test prints its random seed; `YESTER_FAULTS_SEED=N` repeats that run's choices.
 
 mod common;
-use common::{diff_trees, random_bytes, restore_spec, temp_dir, yester_bin, YESTER_TIMEOUT};
+use common::{
+    diff_trees, fuse_available, random_bytes, restore_spec, temp_dir, yester_bin, YESTER_TIMEOUT,
+};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::{OsStr, OsString};
@@ -1566,10 +1568,6 @@ fn assert_restores_around_damage(
     }
 }
 
-fn fuse_available() -> bool {
-    Path::new("/dev/fuse").exists() && Command::new("fusermount3").arg("-V").output().is_ok()
-}
-
 /// Unmounts on drop.
 struct Mounted(PathBuf);
 
@@ -1717,9 +1715,6 @@ fn damaged_packs_are_named_and_never_give_a_wrong_byte() {
     let (pristine, o) = corruption_base(&t, &mut rng);
     let fuse = fuse_available();
     let nfs = Command::new("nfs-cat").output().is_ok();
-    if !fuse {
-        eprintln!("SKIPPING the FUSE part: no /dev/fuse or fusermount3");
-    }
     if !nfs {
         eprintln!("SKIPPING the NFS part: nfs-cat not found (apt-get install libnfs-utils)");
     }
