@@ -12,14 +12,14 @@
 use std::cell::Cell;
 use std::io::{self, Read};
 
-use fastcdc::v2020::FastCDC;
-
 use super::config::ChunkerParams;
+use super::gearcut::GearCut;
 
 /// Splits a byte stream into chunks; call [`Chunker::next_chunk`] until it returns `None`.
 pub struct Chunker<'b, R> {
     reader: R,
     params: ChunkerParams,
+    gear: GearCut,
     buf: &'b mut Vec<u8>,
     start: usize,
     end: usize,
@@ -70,26 +70,11 @@ impl<'b, R: Read> Chunker<'b, R> {
         Chunker {
             reader,
             params,
+            gear: GearCut::new(params),
             buf,
             start: 0,
             end: 0,
             eof: false,
-        }
-    }
-
-    fn cut(&self, window: &[u8]) -> usize {
-        let p = self.params;
-        let cdc = FastCDC::new(
-            window,
-            p.min_size as usize,
-            p.avg_size as usize,
-            p.max_size as usize,
-        );
-        let (_, cut) = cdc.cut(0, window.len());
-        if cut == 0 {
-            window.len()
-        } else {
-            cut
         }
     }
 
@@ -129,13 +114,13 @@ impl<'b, R: Read> Chunker<'b, R> {
             match known {
                 Some((_, cut)) => cut,
                 None => {
-                    let cut = self.cut(&window[..max]);
+                    let cut = self.gear.cut(&window[..max]);
                     ZERO_CUT.set(Some((self.params, cut)));
                     cut
                 }
             }
         } else {
-            self.cut(window)
+            self.gear.cut(window)
         };
         let s = self.start;
         self.start += len;
@@ -149,6 +134,7 @@ impl<'b, R: Read> Chunker<'b, R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fastcdc::v2020::FastCDC;
 
     fn chunks_of(data: &[u8], p: ChunkerParams) -> Vec<Vec<u8>> {
         let mut buf = chunk_buffer(p);

@@ -12,6 +12,7 @@ pub mod diff;
 pub mod error;
 pub mod failpoint;
 pub mod fsat;
+pub mod gearcut;
 pub mod id;
 pub mod idset;
 pub mod index;
