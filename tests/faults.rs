@@ -6,7 +6,8 @@
 
 mod common;
 use common::{
-    diff_trees, fuse_available, random_bytes, restore_spec, temp_dir, yester_bin, YESTER_TIMEOUT,
+    diff_trees, fuse_available, random_bytes, restore_spec, temp_dir, yester_bin, NfsServer,
+    Unmount, YESTER_TIMEOUT,
 };
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -1568,15 +1569,6 @@ fn assert_restores_around_damage(
     }
 }
 
-/// Unmounts on drop.
-struct Mounted(PathBuf);
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = Command::new("fusermount3").arg("-u").arg(&self.0).status();
-    }
-}
-
 /// The latest snapshot of each source, read through a FUSE mount: damaged files give EIO,
 /// intact ones their exact bytes.
 fn assert_fuse_reads(
@@ -1589,7 +1581,7 @@ fn assert_fuse_reads(
     let mnt = scratch.join("mnt");
     fs::create_dir_all(&mnt).unwrap();
     ok(work, [OsStr::new("mount"), mnt.as_os_str()]);
-    let _m = Mounted(mnt.clone());
+    let _m = Unmount(mnt.clone());
     for (source, id) in latest_per_source(work) {
         for f in o.files.iter().filter(|f| f.snap == id) {
             let got = fs::read(mnt.join("latest").join(&source).join(&f.rel));
@@ -1615,39 +1607,6 @@ fn assert_fuse_reads(
     }
 }
 
-/// A running NFS server, killed on drop.
-struct NfsServer(std::process::Child, u16);
-
-impl Drop for NfsServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn nfs_server(repo: &Path, key: &Path) -> NfsServer {
-    use std::io::BufRead;
-    let mut child = cmd(repo)
-        .args(["nfs", "serve", "--listen", "127.0.0.1:0", "--handle-key"])
-        .arg(key)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stderr.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line
-        .split("listening on 127.0.0.1:")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {line:?}"));
-    NfsServer(child, port)
-}
-
 /// As [`assert_fuse_reads`], through the NFS server and a real client (`nfs-cat`).
 fn assert_nfs_reads(
     work: &Path,
@@ -1656,17 +1615,12 @@ fn assert_nfs_reads(
     scratch: &Path,
     when: &str,
 ) {
-    let srv = nfs_server(work, &scratch.join("nfs-key"));
+    let srv = NfsServer::start(work, &scratch.join("nfs-key"), &[]);
     let latest_of = latest_per_source(work);
     for (source, id) in &latest_of {
         for f in o.files.iter().filter(|f| f.snap == *id) {
-            let url = format!(
-                "nfs://127.0.0.1/latest/{source}/{}?version=3&nfsport={p}&mountport={p}",
-                f.rel,
-                p = srv.1
-            );
             let mut c = Command::new("nfs-cat");
-            c.arg(url);
+            c.arg(srv.url(&format!("/latest/{source}/{}", f.rel)));
             let out = run_cmd(c);
             if bad(f) {
                 assert!(

@@ -38,17 +38,7 @@ impl Mount {
 
 impl Drop for Mount {
     fn drop(&mut self) {
-        let _ = Command::new("fusermount3")
-            .arg("-u")
-            .arg(&self.point)
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while is_mounted(&self.point) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        if is_mounted(&self.point) {
-            let _ = Command::new("umount").arg("-l").arg(&self.point).status();
-        }
+        common::unmount(&self.point);
     }
 }
 

@@ -4,14 +4,15 @@
 mod common;
 use common::cli::ok_at as ok;
 use common::xdr::{get_opaque, get_u32, put_opaque, put_u32, Conn, Reply};
-use common::yester_bin;
+use common::{proc_status_kib, yester_bin, NfsServer};
 
+use std::ffi::OsStr;
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 fn have_client() -> bool {
@@ -26,61 +27,21 @@ fn backup(repo: &Path, source: &str, path: &Path) -> String {
     common::cli::backup_at(repo, source, path, &[])
 }
 
-/// A running `yester nfs serve`, stopped when dropped.
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Server {
-    fn start(repo: &Path, key: &Path, exports: Option<&str>, dir: &Path) -> Server {
-        let mut cmd = Command::new(yester_bin());
-        cmd.arg("-r")
-            .arg(repo)
-            .args(["nfs", "serve", "--listen", "127.0.0.1:0", "--handle-key"])
-            .arg(key);
-        if let Some(text) = exports {
+/// `yester nfs serve` (tests/common's server), with an exports file holding `exports` if
+/// given.
+fn start_server(repo: &Path, key: &Path, exports: Option<&str>, dir: &Path) -> NfsServer {
+    match exports {
+        Some(text) => {
             let f = dir.join(format!("exports-{}", rand_suffix()));
             fs::write(&f, text).unwrap();
-            cmd.arg("--exports").arg(f);
+            NfsServer::start(repo, key, &[OsStr::new("--exports"), f.as_os_str()])
         }
-        let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stderr.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .split("listening on ")
-            .nth(1)
-            .and_then(|s| s.split_whitespace().next())
-            .and_then(|a| a.rsplit(':').next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in {line:?}"));
-        Server { child, port }
-    }
-
-    fn url(&self, path: &str, extra: &str) -> String {
-        format!(
-            "nfs://127.0.0.1{path}?version=3&nfsport={p}&mountport={p}{extra}",
-            p = self.port
-        )
-    }
-
-    fn rss_kib(&self) -> u64 {
-        let s = fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        s.lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
+        None => NfsServer::start(repo, key, &[]),
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn rss_kib(srv: &NfsServer) -> u64 {
+    proc_status_kib(srv.pid(), "VmRSS").unwrap_or(0)
 }
 
 fn rand_suffix() -> String {
@@ -290,10 +251,10 @@ fn nfs_listing_matches_the_fuse_view_and_reads_are_exact() {
     }
     let (t, repo, src, _) = setup();
     let key = t.path().join("key");
-    let srv = Server::start(&repo, &key, None, t.path());
+    let srv = start_server(&repo, &key, None, t.path());
     let export = format!("/hourly.0/web1/{}", inside(&src));
 
-    let out = tool("nfs-ls", &["-R", &srv.url(&export, "")]);
+    let out = tool("nfs-ls", &["-R", &srv.url(&export)]);
     assert!(
         out.status.success(),
         "{}",
@@ -316,7 +277,7 @@ fn nfs_listing_matches_the_fuse_view_and_reads_are_exact() {
     // Content through nfs-cat and nfs-cp.
     let out = tool(
         "nfs-cat",
-        &[&srv.url(&format!("{export}/etc/nginx/nginx.conf"), "")],
+        &[&srv.url(&format!("{export}/etc/nginx/nginx.conf"))],
     );
     assert_eq!(
         out.stdout,
@@ -326,7 +287,7 @@ fn nfs_listing_matches_the_fuse_view_and_reads_are_exact() {
     let out = tool(
         "nfs-cp",
         &[
-            &srv.url(&format!("{export}/hosts-link"), ""),
+            &srv.url(&format!("{export}/hosts-link")),
             copy.to_str().unwrap(),
         ],
     );
@@ -343,7 +304,7 @@ fn nfs_listing_matches_the_fuse_view_and_reads_are_exact() {
         "nfs-cp",
         &[
             local.to_str().unwrap(),
-            &srv.url(&format!("{export}/uploaded"), ""),
+            &srv.url(&format!("{export}/uploaded")),
         ],
     );
     assert!(!out.status.success());
@@ -396,9 +357,9 @@ fn gigabyte_file_and_hundred_thousand_entries() {
         }
     }
     backup(&repo, "vm", &src);
-    let srv = Server::start(&repo, &t.path().join("key"), None, t.path());
+    let srv = start_server(&repo, &t.path().join("key"), None, t.path());
     let export = format!("/latest/vm/{}", inside(&src));
-    let out = tool("nfs-ls", &[&srv.url(&format!("{export}/many"), "")]);
+    let out = tool("nfs-ls", &[&srv.url(&format!("{export}/many"))]);
     assert!(out.status.success());
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).lines().count(),
@@ -409,7 +370,7 @@ fn gigabyte_file_and_hundred_thousand_entries() {
     let out = tool(
         "nfs-cp",
         &[
-            &srv.url(&format!("{export}/disk.img"), ""),
+            &srv.url(&format!("{export}/disk.img")),
             copy.to_str().unwrap(),
         ],
     );
@@ -436,20 +397,20 @@ fn exports_decide_who_mounts_what() {
     let key = t.path().join("key");
     let path = inside(&src);
     {
-        let srv = Server::start(&repo, &key, Some("/ 127.0.0.2\n"), t.path());
-        let out = tool("nfs-ls", &[&srv.url("/hourly.0/web1", "")]);
+        let srv = start_server(&repo, &key, Some("/ 127.0.0.2\n"), t.path());
+        let out = tool("nfs-ls", &[&srv.url("/hourly.0/web1")]);
         assert!(!out.status.success(), "127.0.0.1 is not allowed");
         assert!(String::from_utf8_lossy(&out.stderr).contains("MNT3ERR_ACCES"));
     }
-    let srv = Server::start(&repo, &key, Some("/*/web1 127.0.0.1\n"), t.path());
-    let out = tool("nfs-ls", &[&srv.url(&format!("/hourly.0/web1/{path}"), "")]);
+    let srv = start_server(&repo, &key, Some("/*/web1 127.0.0.1\n"), t.path());
+    let out = tool("nfs-ls", &[&srv.url(&format!("/hourly.0/web1/{path}"))]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     for other in ["/hourly.0/db1", "/", "/hourly.0", "/latest/db1"] {
-        let out = tool("nfs-ls", &[&srv.url(other, "")]);
+        let out = tool("nfs-ls", &[&srv.url(other)]);
         assert!(!out.status.success(), "{other} must be refused");
     }
     // A handle issued under an export stops working when the exports stop allowing it.
@@ -459,7 +420,7 @@ fn exports_decide_who_mounts_what() {
     assert_eq!(rpc.getattr(&fh, 0), 0);
     drop(rpc);
     drop(srv);
-    let srv = Server::start(&repo, &key, Some("/*/web1 127.0.0.2\n"), t.path());
+    let srv = start_server(&repo, &key, Some("/*/web1 127.0.0.2\n"), t.path());
     let mut rpc = Rpc::connect(srv.port, Some(701));
     assert_eq!(
         rpc.getattr(&fh, 0),
@@ -476,11 +437,14 @@ fn credentials_are_squashed_and_modes_enforced() {
     let (t, repo, src, _) = setup();
     let key = t.path().join("key");
     let export = format!("/hourly.0/web1/{}", inside(&src));
-    let cat = |srv: &Server, file: &str, creds: &str| {
-        tool("nfs-cat", &[&srv.url(&format!("{export}/{file}"), creds)])
+    let cat = |srv: &NfsServer, file: &str, creds: &str| {
+        tool(
+            "nfs-cat",
+            &[&format!("{}{creds}", srv.url(&format!("{export}/{file}")))],
+        )
     };
     {
-        let srv = Server::start(&repo, &key, None, t.path());
+        let srv = start_server(&repo, &key, None, t.path());
         let out = cat(&srv, "public", "&uid=1000&gid=1000");
         assert_eq!(
             out.stdout,
@@ -493,11 +457,11 @@ fn credentials_are_squashed_and_modes_enforced() {
         let out = cat(&srv, "secret", "&uid=0&gid=0");
         assert!(out.stdout.is_empty(), "root is squashed by default");
     }
-    let srv = Server::start(&repo, &key, Some("/ 127.0.0.1(no_root_squash)\n"), t.path());
+    let srv = start_server(&repo, &key, Some("/ 127.0.0.1(no_root_squash)\n"), t.path());
     assert_eq!(cat(&srv, "secret", "&uid=0&gid=0").stdout, b"root only\n");
     assert!(cat(&srv, "secret", "&uid=1000&gid=1000").stdout.is_empty());
     drop(srv);
-    let srv = Server::start(
+    let srv = start_server(
         &repo,
         &key,
         Some("/ 127.0.0.1(no_root_squash,all_squash)\n"),
@@ -521,7 +485,7 @@ fn secure_ports_by_default_insecure_on_request() {
     }
     let (t, repo, _src, _) = setup();
     let key = t.path().join("key");
-    let srv = Server::start(&repo, &key, None, t.path());
+    let srv = start_server(&repo, &key, None, t.path());
     let mut low = Rpc::connect(srv.port, Some(702));
     let (st, fh) = low.mnt("/hourly.0/web1", 0);
     assert_eq!(st, 0);
@@ -539,19 +503,19 @@ fn secure_ports_by_default_insecure_on_request() {
     // The real client as an unprivileged user (it cannot bind a low port).
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "nfs-ls"])
-        .arg(srv.url("/hourly.0/web1", ""))
+        .arg(srv.url("/hourly.0/web1"))
         .output()
         .unwrap();
     assert!(!out.status.success());
     drop(srv);
-    let srv = Server::start(&repo, &key, Some("/ 127.0.0.1(insecure)\n"), t.path());
+    let srv = start_server(&repo, &key, Some("/ 127.0.0.1(insecure)\n"), t.path());
     let mut high = Rpc::connect(srv.port, Some(40703));
     let (st, fh2) = high.mnt("/hourly.0/web1", 0);
     assert_eq!(st, 0);
     assert_eq!(high.getattr(&fh2, 0), 0);
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "nfs-ls"])
-        .arg(srv.url("/hourly.0/web1", ""))
+        .arg(srv.url("/hourly.0/web1"))
         .output()
         .unwrap();
     assert!(
@@ -568,7 +532,7 @@ fn handles_survive_restarts_and_rotations_and_resist_tampering() {
     }
     let (t, repo, src, first) = setup();
     let key = t.path().join("key");
-    let srv = Server::start(&repo, &key, None, t.path());
+    let srv = start_server(&repo, &key, None, t.path());
     let mut rpc = Rpc::connect(srv.port, Some(704));
     let (st, point) = rpc.mnt("/hourly.0/web1", 0);
     assert_eq!(st, 0);
@@ -599,7 +563,7 @@ fn handles_survive_restarts_and_rotations_and_resist_tampering() {
     // After a restart, and after a new backup moved hourly.0, both handles still work.
     fs::write(src.join("etc/hosts"), "changed\n").unwrap();
     backup(&repo, "web1", &src);
-    let srv = Server::start(&repo, &key, None, t.path());
+    let srv = start_server(&repo, &key, None, t.path());
     let mut rpc = Rpc::connect(srv.port, Some(705));
     assert_eq!(
         rpc.getattr(&point, 0),
@@ -616,7 +580,7 @@ fn handles_survive_restarts_and_rotations_and_resist_tampering() {
     // Another server key: not ours.
     drop(rpc);
     drop(srv);
-    let other = Server::start(&repo, &t.path().join("other-key"), None, t.path());
+    let other = start_server(&repo, &t.path().join("other-key"), None, t.path());
     let mut rpc = Rpc::connect(other.port, Some(706));
     assert_eq!(rpc.getattr(&fh, 0), 10001);
     drop(rpc);
@@ -625,7 +589,7 @@ fn handles_survive_restarts_and_rotations_and_resist_tampering() {
     // The snapshot is forgotten and pruned: STALE.
     ok(&repo, &["forget", &first]);
     ok(&repo, &["prune"]);
-    let srv = Server::start(&repo, &key, None, t.path());
+    let srv = start_server(&repo, &key, None, t.path());
     let mut rpc = Rpc::connect(srv.port, Some(707));
     assert_eq!(rpc.getattr(&fh, 0), 70, "NFS3ERR_STALE");
     assert_eq!(rpc.getattr(&point, 0), 0);
@@ -637,7 +601,7 @@ fn readdir_pages_list_every_entry_once() {
         return;
     }
     let (t, repo, src, _) = setup();
-    let srv = Server::start(&repo, &t.path().join("key"), None, t.path());
+    let srv = start_server(&repo, &t.path().join("key"), None, t.path());
     let mut rpc = Rpc::connect(srv.port, Some(708));
     let (st, mut fh) = rpc.mnt("/hourly.0/web1", 0);
     assert_eq!(st, 0);
@@ -670,10 +634,10 @@ fn garbage_on_the_wire_does_not_hurt_other_clients() {
         return;
     }
     let (t, repo, _src, _) = setup();
-    let srv = Server::start(&repo, &t.path().join("key"), None, t.path());
-    let good = tool("nfs-ls", &[&srv.url("/hourly.0/web1", "")]);
+    let srv = start_server(&repo, &t.path().join("key"), None, t.path());
+    let good = tool("nfs-ls", &[&srv.url("/hourly.0/web1")]);
     assert!(good.status.success());
-    let before = srv.rss_kib();
+    let before = rss_kib(&srv);
     let mut x: u64 = 99;
     let mut rnd = |n: usize| -> Vec<u8> {
         (0..n)
@@ -727,13 +691,13 @@ fn garbage_on_the_wire_does_not_hurt_other_clients() {
         let _ = s.write_all(&payload);
     }
     std::thread::sleep(Duration::from_millis(500));
-    let after = srv.rss_kib();
+    let after = rss_kib(&srv);
     eprintln!("server RSS before {before} KiB, after 300 hostile connections {after} KiB");
     assert!(
         after < before + 64 * 1024,
         "memory stays bounded ({before} -> {after} KiB)"
     );
-    let good = tool("nfs-ls", &[&srv.url("/hourly.0/web1", "")]);
+    let good = tool("nfs-ls", &[&srv.url("/hourly.0/web1")]);
     assert!(
         good.status.success(),
         "still serving: {}",

@@ -4,10 +4,9 @@
 
 mod common;
 use common::cli::{ok_at as ok, run_at as run, yester_at as yester};
-use common::random_bytes;
+use common::{fuse_available, proc_status_kib, random_bytes, NfsServer};
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -326,47 +325,6 @@ fn rotation_crash_never_names_a_missing_snapshot() {
     assert_eq!(out, format!("{}", trials - 1));
 }
 
-/// A running NFS server, killed on drop.
-struct Nfs(Child, u16);
-
-impl Drop for Nfs {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn nfs(repo: &Path, key: &Path) -> Nfs {
-    let mut child = yester(repo)
-        .args(["nfs", "serve", "--listen", "127.0.0.1:0", "--handle-key"])
-        .arg(key)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stderr.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line
-        .split("listening on 127.0.0.1:")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .unwrap()
-        .parse()
-        .unwrap();
-    Nfs(child, port)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn many_nfs_clients_read_correct_data_in_bounded_memory() {
     if Command::new("nfs-cat").output().is_err() {
@@ -387,16 +345,12 @@ fn many_nfs_clients_read_correct_data_in_bounded_memory() {
         .unwrap();
     }
     backup(&repo, "s", &data);
-    let srv = nfs(&repo, &t.path().join("key"));
+    let srv = NfsServer::start(&repo, &t.path().join("key"), &[]);
     let rounds = if full() { 5 } else { 1 };
     for _ in 0..rounds {
         let children: Vec<(usize, Child)> = (0..files)
             .map(|i| {
-                let url = format!(
-                    "nfs://127.0.0.1/latest/s/{}/f{i:02}?version=3&nfsport={p}&mountport={p}",
-                    inside(&data),
-                    p = srv.1
-                );
+                let url = srv.url(&format!("/latest/s/{}/f{i:02}", inside(&data)));
                 (
                     i,
                     Command::new("nfs-cat")
@@ -417,7 +371,7 @@ fn many_nfs_clients_read_correct_data_in_bounded_memory() {
             );
         }
     }
-    let peak = rss_kib(srv.0.id());
+    let peak = proc_status_kib(srv.pid(), "VmHWM").unwrap_or(0);
     eprintln!("NFS server peak RSS with {files} concurrent clients: {peak} KiB");
     assert!(
         peak < 512 * 1024,
@@ -427,10 +381,7 @@ fn many_nfs_clients_read_correct_data_in_bounded_memory() {
 
 #[test]
 fn damaged_data_gives_eio_through_the_mount_and_the_rest_still_reads() {
-    let fuse =
-        Path::new("/dev/fuse").exists() && Command::new("fusermount3").arg("-V").output().is_ok();
-    if !fuse {
-        eprintln!("SKIPPING mount corruption test: no /dev/fuse or fusermount3");
+    if !fuse_available() {
         return;
     }
     let t = tempfile::tempdir().unwrap();

@@ -739,6 +739,28 @@ pub fn is_mounted(p: &Path) -> bool {
     info.lines().any(|l| l.split(' ').nth(4) == Some(want))
 }
 
+/// Unmount a FUSE mount at `point` (`fusermount3 -u`), waiting for it to go; lazily if it
+/// does not.
+pub fn unmount(point: &Path) {
+    let _ = Command::new("fusermount3").arg("-u").arg(point).status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while is_mounted(point) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if is_mounted(point) {
+        let _ = Command::new("umount").arg("-l").arg(point).status();
+    }
+}
+
+/// Unmounts the FUSE mount at its path when dropped, also when the test fails.
+pub struct Unmount(pub PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        unmount(&self.0);
+    }
+}
+
 /// A field of `/proc/PID/status` in KiB (`VmHWM` is the peak resident set).
 pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
     fs::read_to_string(format!("/proc/{pid}/status"))
