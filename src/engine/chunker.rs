@@ -134,6 +134,7 @@ impl<'b, R: Read> Chunker<'b, R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::testdata::noise;
     use fastcdc::v2020::FastCDC;
 
     fn chunks_of(data: &[u8], p: ChunkerParams) -> Vec<Vec<u8>> {
@@ -150,18 +151,6 @@ mod tests {
     fn sliced(data: &[u8]) -> Vec<Vec<u8>> {
         FastCDC::new(data, 4096, 16384, 65536)
             .map(|c| data[c.offset..c.offset + c.length].to_vec())
-            .collect()
-    }
-
-    /// `n` pseudo-random bytes (xorshift), continuing the stream in `x`.
-    fn noise(x: &mut u64, n: usize) -> Vec<u8> {
-        (0..n)
-            .map(|_| {
-                *x ^= *x << 13;
-                *x ^= *x >> 7;
-                *x ^= *x << 17;
-                *x as u8
-            })
             .collect()
     }
 

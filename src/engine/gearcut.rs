@@ -152,6 +152,7 @@ fn zero_run(data: &[u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::testdata::noise;
     use fastcdc::v2020::FastCDC;
     use proptest::prelude::*;
 
@@ -181,17 +182,6 @@ mod tests {
             assert!(ours > 0);
             s += ours;
         }
-    }
-
-    fn noise(x: &mut u64, n: usize) -> Vec<u8> {
-        (0..n)
-            .map(|_| {
-                *x ^= *x << 13;
-                *x ^= *x >> 7;
-                *x ^= *x << 17;
-                *x as u8
-            })
-            .collect()
     }
 
     #[test]

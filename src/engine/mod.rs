@@ -27,6 +27,9 @@ pub mod threads;
 pub mod tree;
 pub mod writer;
 
+#[cfg(test)]
+pub(crate) mod testdata;
+
 pub use error::{Error, Result};
 pub use id::{BlobId, PackId, SnapshotId};
 pub use index::Index;

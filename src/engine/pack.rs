@@ -459,6 +459,18 @@ mod tests {
         (id, bytes)
     }
 
+    /// The pack entry of `blob` stored at offset 8.
+    fn entry_of(blob: &EncodedBlob) -> PackEntry {
+        PackEntry {
+            id: blob.id,
+            kind: blob.kind,
+            compression: blob.compression,
+            offset: 8,
+            stored_len: blob.bytes.len() as u32,
+            raw_len: blob.raw_len,
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
@@ -490,7 +502,7 @@ mod tests {
             let key = BlobKey([5; 32]);
             let raw: Vec<u8> = (0..5000u32).map(|i| (i % 7) as u8).collect();
             let blob = EncodedBlob::encode(&key, BlobKind::Data, &raw, 3).unwrap();
-            let entry = PackEntry { id: blob.id, kind: blob.kind, compression: blob.compression, offset: 8, stored_len: blob.bytes.len() as u32, raw_len: blob.raw_len };
+            let entry = entry_of(&blob);
             let mut stored = blob.bytes.clone();
             let p = pos % stored.len();
             stored[p] ^= val;
@@ -503,17 +515,8 @@ mod tests {
     #[test]
     fn mostly_zero_blobs_are_recognised_and_round_trip() {
         let key = BlobKey([5; 32]);
-        let mut x = 9u64;
-        let mut noise = |n: usize| -> Vec<u8> {
-            (0..n)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect()
-        };
+        let x = &mut 9u64;
+        let mut noise = |n: usize| crate::engine::testdata::noise(x, n);
         let mut raw = vec![0u8; 4 << 20];
         for at in [4096 * 3, 4096 * 500, (4 << 20) - 4096] {
             raw[at..at + 4096].copy_from_slice(&noise(4096));
@@ -531,14 +534,6 @@ mod tests {
         let blob = EncodedBlob::encode(&key, BlobKind::Data, &raw, 3).unwrap();
         assert_eq!(blob.compression, Compression::Zstd);
         assert!(blob.bytes.len() < 3 * 4096 + 4096, "{}", blob.bytes.len());
-        let entry = PackEntry {
-            id: blob.id,
-            kind: blob.kind,
-            compression: blob.compression,
-            offset: 8,
-            stored_len: blob.bytes.len() as u32,
-            raw_len: blob.raw_len,
-        };
-        assert!(decode_blob(&key, &entry, &blob.bytes, "t").unwrap() == raw);
+        assert!(decode_blob(&key, &entry_of(&blob), &blob.bytes, "t").unwrap() == raw);
     }
 }
