@@ -50,8 +50,12 @@ impl GearCut {
         let (gear, gear_ls) = (&TABLES.0, &TABLES.1);
         let (mask_s_ls, mask_l_ls) = (mask_s << 1, mask_l << 1);
         let zero_hash = gear[0].wrapping_neg();
-        // The two tests a pair of zero bytes meets: `2Z` after the first, `Z` after the second.
-        let skips = |m: u64, m_ls: u64| (zero_hash << 1) & m_ls != 0 && zero_hash & m != 0;
+        // The two values a pair of zero bytes leaves from `Z`, as the scan computes them:
+        // `2Z` after the first, `Z` again after the second (checked, not assumed, so that
+        // other tables could only turn the shortcut off).
+        let first = (zero_hash << 2).wrapping_add(gear_ls[0]);
+        let fixed = first.wrapping_add(gear[0]) == zero_hash;
+        let skips = |m: u64, m_ls: u64| fixed && first & m_ls != 0 && zero_hash & m != 0;
         GearCut {
             min: p.min_size as usize,
             avg: p.avg_size as usize,
