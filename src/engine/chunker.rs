@@ -4,16 +4,15 @@
 //! keep one buffer of a few maximum chunks, cut inside it and slide the tail down.
 //!
 //! Runs of zeros (the unused blocks of a VM image or a preallocated file) take a shortcut:
-//! where the next maximum chunk's worth of bytes is all zeros, the cut is where FastCDC cuts
-//! any such run, remembered after the first time, and the chunk is flagged so the caller can
-//! reuse its id instead of hashing it again. Comparing against zeros is several times faster
-//! than the gear hash, and the chunks are exactly the ones FastCDC makes.
+//! the cut search jumps through them ([`GearCut`]), and where the next maximum chunk's worth
+//! of bytes is all zeros the chunk is flagged so the caller can reuse its id instead of
+//! hashing it again. The chunks are exactly the ones FastCDC makes.
 
-use std::cell::Cell;
 use std::io::{self, Read};
 
 use super::config::ChunkerParams;
 use super::gearcut::GearCut;
+use super::zeros::all_zero;
 
 /// Splits a byte stream into chunks; call [`Chunker::next_chunk`] until it returns `None`.
 pub struct Chunker<'b, R> {
@@ -32,20 +31,6 @@ pub struct Chunk<'a> {
     /// Known to be all zeros (so every such chunk of its length has the same id). `false`
     /// means unknown, not "has non-zero bytes".
     pub zeros: bool,
-}
-
-thread_local! {
-    /// Where FastCDC cuts a run of zeros of at least a maximum chunk, for the parameters last
-    /// used on this thread (a [`Chunker`] lives for one file; this outlives it).
-    static ZERO_CUT: Cell<Option<(ChunkerParams, usize)>> = const { Cell::new(None) };
-}
-
-/// Whether every byte of `data` is zero; compared a block at a time (a `memcmp`).
-fn all_zero(data: &[u8]) -> bool {
-    const BLOCK: usize = 4096;
-    static ZEROS: [u8; BLOCK] = [0; BLOCK];
-    let mut blocks = data.chunks_exact(BLOCK);
-    blocks.all(|b| b == ZEROS) && blocks.remainder().iter().all(|&b| b == 0)
 }
 
 /// Bytes of buffer a [`Chunker`] needs: two maximum chunks, so that after a refill a whole
@@ -107,21 +92,10 @@ impl<'b, R: Read> Chunker<'b, R> {
         }
         let window = &self.buf[self.start..self.end];
         // FastCDC looks at no more than a maximum chunk, so a window of that many zeros is
-        // always cut at the same place.
+        // always cut at the same place: every such chunk has one length and one id. (The cut
+        // search jumps through zeros, so finding that place again costs next to nothing.)
         let zeros = avail >= max && all_zero(&window[..max]);
-        let len = if zeros {
-            let known = ZERO_CUT.get().filter(|(p, _)| *p == self.params);
-            match known {
-                Some((_, cut)) => cut,
-                None => {
-                    let cut = self.gear.cut(&window[..max]);
-                    ZERO_CUT.set(Some((self.params, cut)));
-                    cut
-                }
-            }
-        } else {
-            self.gear.cut(window)
-        };
+        let len = self.gear.cut(window);
         let s = self.start;
         self.start += len;
         Ok(Some(Chunk {

@@ -14,6 +14,7 @@ use std::sync::LazyLock;
 use fastcdc::v2020::{get_gear_with_seed, select_masks, Normalization};
 
 use super::config::ChunkerParams;
+use super::zeros::zero_run;
 
 /// The crate's unseeded gear tables (`FastCDC::new` uses these), as arrays so that indexing
 /// by a byte needs no bounds check.
@@ -144,14 +145,6 @@ impl GearCut {
 
 /// Bytes hashed between two checks for a run of zeros (even).
 const ZERO_TEST_EVERY: usize = 256;
-
-/// Length of the run of zero bytes at the start of `data`.
-fn zero_run(data: &[u8]) -> usize {
-    const BLOCK: usize = 256;
-    static ZEROS: [u8; BLOCK] = [0; BLOCK];
-    let whole = data.chunks_exact(BLOCK).take_while(|b| *b == ZEROS).count() * BLOCK;
-    whole + data[whole..].iter().take_while(|&&b| b == 0).count()
-}
 
 #[cfg(test)]
 mod tests {

@@ -26,6 +26,7 @@ pub mod snapshot;
 pub mod threads;
 pub mod tree;
 pub mod writer;
+pub mod zeros;
 
 #[cfg(test)]
 pub(crate) mod testdata;

@@ -5,6 +5,7 @@ use super::backend::{Backend, Kind};
 use super::codec::{Decoder, Encoder};
 use super::error::{Error, Result};
 use super::id::{content_hash, BlobId, BlobKey, PackId};
+use super::zeros::all_zero;
 
 /// First 8 bytes of every pack.
 pub const PACK_MAGIC: &[u8; 8] = b"YSTRPAK1";
@@ -147,12 +148,11 @@ fn worth_compressing(raw: &[u8]) -> bool {
 /// free space with a few blocks written. Data chunks answer after a few blocks.
 fn mostly_zero_blocks(raw: &[u8]) -> bool {
     const BLOCK: usize = 4096;
-    static ZEROS: [u8; BLOCK] = [0; BLOCK];
     let blocks = raw.len() / BLOCK;
     let allowed = blocks / 8;
     let mut data_blocks = 0;
     for b in raw.chunks_exact(BLOCK) {
-        if b != ZEROS {
+        if !all_zero(b) {
             data_blocks += 1;
             if data_blocks > allowed {
                 return false;
