@@ -911,14 +911,16 @@ impl NfsServer {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = key.with_extension(format!("log-{n}"));
-        let mut cmd = Command::new(yester_bin());
+        let mut cmd = yester_command();
+        // Nothing from the test run's environment: no tracing or failpoints in the server.
+        for v in ["YESTER_IO_TRACE", "YESTER_FAILPOINT", "YESTER_CONFIG"] {
+            cmd.env_remove(v);
+        }
         cmd.arg("-r")
             .arg(repo)
             .args(["nfs", "serve", "--listen", "127.0.0.1:0", "--handle-key"])
             .arg(key)
             .args(extra)
-            .env_remove("YESTER_REPO")
-            .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
