@@ -34,7 +34,7 @@ pub fn open_view(ctx: &Ctx) -> Result<(Repository, View)> {
 
 /// Resolve a SNAPSHOT[:PATH] argument (any naming form) to a snapshot and a path in it.
 pub fn resolve<'a>(view: &'a View, spec: &OsStr) -> Result<(&'a SnapshotEntry, Vec<u8>)> {
-    Ok(view.resolve(spec.as_bytes())?)
+    Ok(yester::vfs::layout::resolve(view, spec.as_bytes())?)
 }
 
 pub fn init(ctx: &Ctx, a: InitArgs) -> Result<u8> {

@@ -79,28 +79,17 @@ pub struct YesterFs {
     vfs: Arc<Vfs>,
     /// Inode number → node and the kernel's lookup count.
     nodes: Mutex<HashMap<u64, (Node, u64)>>,
-    /// Inode number → its chunk list, for the files read lately. The kernel opens files
-    /// without asking (see `open`), so reads come by inode; an inode's content never changes.
-    files: Mutex<lru::LruCache<u64, Arc<OpenFile>>>,
     /// The kernel opens files (directories) without asking once `open` (`opendir`) answers
     /// ENOSYS: Linux 4.19 (5.1) and later, which say so at INIT.
     no_open: bool,
     no_opendir: bool,
 }
 
-/// How many files' chunk lists are kept between reads (one is rebuilt from the cached tree
-/// when needed again).
-const OPEN_FILES: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(256) {
-    Some(n) => n,
-    None => std::num::NonZeroUsize::MIN,
-};
-
 impl YesterFs {
     pub fn new(vfs: Arc<Vfs>) -> Self {
         YesterFs {
             vfs,
             nodes: Mutex::new(HashMap::new()),
-            files: Mutex::new(lru::LruCache::new(OPEN_FILES)),
             no_open: false,
             no_opendir: false,
         }
@@ -125,16 +114,17 @@ impl YesterFs {
         }
     }
 
-    /// The chunk list of file `ino`, kept for the next read.
+    /// The open file of `ino` (the kernel opens files without asking, see `open`, so reads
+    /// come by inode; the view keeps the files read lately open).
     fn open_file(&self, ino: INodeNo) -> Result<Arc<OpenFile>, Errno> {
-        if let Some(f) = lock(&self.files).get(&u64::from(ino)) {
-            return Ok(f.clone());
-        }
-        let f = self
-            .node(ino)
-            .and_then(|n| self.vfs.open(&n).map_err(|e| errno(&e)))?;
-        lock(&self.files).put(u64::from(ino), f.clone());
-        Ok(f)
+        self.node(ino)
+            .and_then(|n| self.vfs.open(&n).map_err(|e| errno(&e)))
+    }
+
+    /// A child node as the kernel gets it: pinned to the snapshot it shows now (see
+    /// `Vfs::pin`), so an inode's content never changes under the kernel's caches.
+    fn child(&self, node: Node) -> Result<Node, Errno> {
+        self.vfs.pin(&node).map_err(|e| errno(&e))
     }
 
     fn remember(&self, node: &Node) {
@@ -185,7 +175,8 @@ impl YesterFs {
         }
     }
 
-    /// The entries of directory `ino` from `offset`, until `add` says the reply is full.
+    /// The entries of directory `ino` from `offset` (the view's cookies), until `add` says the
+    /// reply is full.
     fn list(
         &self,
         ino: INodeNo,
@@ -194,21 +185,11 @@ impl YesterFs {
     ) -> Result<(), Errno> {
         let node = self.node(ino)?;
         let dir = self.vfs.readdir(&node).map_err(|e| errno(&e))?;
-        // Offsets: 1 and 2 follow "." and ".."; child i is followed by offset i + 3.
-        let mut off = offset;
-        while off < 2 {
-            let name: &[u8] = if off == 0 { b"." } else { b".." };
-            if add(off + 1, name, &node, NodeKind::Dir) {
-                return Ok(());
-            }
-            off += 1;
-        }
-        let mut i = (off - 2) as usize;
-        while let Some((name, child, kind)) = dir.item(i) {
-            if add(i as u64 + 3, name, &child, kind) {
+        for e in dir.entries_from(offset) {
+            let child = if e.dot { e.node } else { self.child(e.node)? };
+            if add(e.cookie, e.name, &child, e.kind) {
                 break;
             }
-            i += 1;
         }
         Ok(())
     }
@@ -247,7 +228,8 @@ impl Filesystem for YesterFs {
             let child = self
                 .vfs
                 .lookup(&p, name.as_bytes())
-                .map_err(|e| errno(&e))?;
+                .map_err(|e| errno(&e))
+                .and_then(|c| self.child(c))?;
             let attr = self.vfs.getattr(&child).map_err(|e| errno(&e))?;
             Ok((p, child, attr))
         });

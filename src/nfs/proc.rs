@@ -3,10 +3,8 @@
 //! credentials (after squashing) against each file's mode, the way knfsd does.
 
 use std::net::SocketAddr;
-use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use lru::LruCache;
 use nfsserve::nfs::{
     fattr3, fsinfo3, ftype3, nfs_fh3, nfsstat3, nfstime3, post_op_attr, post_op_fh3, specdata3,
     wcc_data,
@@ -18,7 +16,7 @@ use super::rpc::{self, Call, Cred};
 use super::xdr::{opaque_len, Garbage, Reader, Writer};
 use crate::engine::tree::{NodeKind, Timestamp};
 use crate::vfs::acl;
-use crate::vfs::{Attr, Node, OpenFile, Slice, Vfs, VfsError};
+use crate::vfs::{Attr, Node, Slice, Vfs, VfsError};
 
 pub const NFS_PROGRAM: u32 = 100003;
 pub const MOUNT_PROGRAM: u32 = 100005;
@@ -47,8 +45,6 @@ pub struct Service {
     vfs: Arc<Vfs>,
     exports: Exports,
     key: HandleKey,
-    /// Recently read files, so sequential READs share an open file (and its read-ahead).
-    open: Mutex<LruCache<Vec<u8>, Arc<OpenFile>>>,
 }
 
 /// Who is asking, as far as access control is concerned.
@@ -168,20 +164,21 @@ fn post_attr(vfs: &Vfs, node: &Node) -> post_op_attr {
 
 impl Service {
     pub fn new(vfs: Arc<Vfs>, exports: Exports, key: HandleKey) -> Self {
-        Service {
-            vfs,
-            exports,
-            key,
-            open: Mutex::new(LruCache::new(
-                NonZeroUsize::new(256).unwrap_or(NonZeroUsize::MIN),
-            )),
+        Service { vfs, exports, key }
+    }
+
+    fn handle(&self, tag: &ExportTag, node: &Node) -> nfs_fh3 {
+        nfs_fh3 {
+            data: self.key.make(tag, &self.vfs.encode_node(node)),
         }
     }
 
-    fn handle(&self, tag: &ExportTag, node: &Node) -> Option<nfs_fh3> {
-        node.encode().map(|b| nfs_fh3 {
-            data: self.key.make(tag, &b),
-        })
+    /// The root node of the export with `tag`, which `..` never climbs above.
+    fn export_root(&self, tag: &ExportTag) -> Result<Node, nfsstat3> {
+        let export = self.exports.by_tag(tag).ok_or(nfsstat3::NFS3ERR_STALE)?;
+        self.vfs
+            .resolve(export.pattern.as_bytes())
+            .map_err(|e| stat_of(&e))
     }
 
     /// The export options that apply to this caller for export `tag`, checked against the
@@ -316,23 +313,19 @@ impl Service {
             );
             return Err(MNT3ERR_PERM);
         }
-        let mut node = Node::Root;
-        for comp in path.split('/').filter(|c| !c.is_empty()) {
-            node = self
-                .vfs
-                .lookup(&node, comp.as_bytes())
-                .map_err(|e| match e {
-                    VfsError::NotFound => MNT3ERR_NOENT,
-                    VfsError::NotDir => MNT3ERR_NOTDIR,
-                    _ => MNT3ERR_SERVERFAULT,
-                })?;
-        }
+        // The view's one resolver: below a point the handle follows the point (a mount of
+        // /daily.0/web1/etc shows the new snapshot's etc after a rotation).
+        let node = self.vfs.resolve(path.as_bytes()).map_err(|e| match e {
+            VfsError::NotFound => MNT3ERR_NOENT,
+            VfsError::NotDir => MNT3ERR_NOTDIR,
+            _ => MNT3ERR_SERVERFAULT,
+        })?;
         match self.vfs.getattr(&node) {
             Ok(a) if a.kind == NodeKind::Dir => {}
             Ok(_) => return Err(MNT3ERR_NOTDIR),
             Err(_) => return Err(MNT3ERR_NOENT),
         }
-        self.handle(&export.tag, &node).ok_or(MNT3ERR_SERVERFAULT)
+        Ok(self.handle(&export.tag, &node))
     }
 
     // ---- NFS --------------------------------------------------------------------------------
@@ -424,15 +417,14 @@ impl Service {
             }
             let child = match name {
                 b"." => t.node.clone(),
-                // Parents are not tracked; a client cannot climb out of its export this way.
-                b".." => return Err(nfsstat3::NFS3ERR_NOENT),
+                // `..` of the export's root is the root itself, as knfsd answers: a client
+                // never climbs out of its export.
+                b".." if t.node == self.export_root(&t.tag)? => t.node.clone(),
+                b".." => self.vfs.parent(&t.node).map_err(|e| stat_of(&e))?,
                 _ => self.vfs.lookup(&t.node, name).map_err(|e| stat_of(&e))?,
             };
             let ca = self.vfs.getattr(&child).map_err(|e| stat_of(&e))?;
-            let fh = self
-                .handle(&t.tag, &child)
-                .ok_or(nfsstat3::NFS3ERR_SERVERFAULT)?;
-            Ok((fh, ca))
+            Ok((self.handle(&t.tag, &child), ca))
         })();
         match res {
             Ok((fh, ca)) => {
@@ -499,25 +491,6 @@ impl Service {
         Ok(())
     }
 
-    fn open_file(&self, node: &Node) -> Result<Arc<OpenFile>, VfsError> {
-        let key = node.encode().unwrap_or_default();
-        if let Some(f) = self
-            .open
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-            .cloned()
-        {
-            return Ok(f);
-        }
-        let f = self.vfs.open(node)?;
-        self.open
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .put(key, f.clone());
-        Ok(f)
-    }
-
     /// READ; the data is left in `data` (slices of cached chunks), to follow `w`'s bytes.
     fn read(
         &self,
@@ -541,7 +514,7 @@ impl Service {
             if !permitted(&a, &t.creds, 4) {
                 return Err(nfsstat3::NFS3ERR_ACCES);
             }
-            let f = self.open_file(&t.node).map_err(|e| stat_of(&e))?;
+            let f = self.vfs.open(&t.node).map_err(|e| stat_of(&e))?;
             Ok((a, f))
         });
         let res = res.and_then(|(a, f)| {
@@ -603,7 +576,7 @@ impl Service {
                 return Ok(());
             }
         };
-        if cookie > dir.len() as u64 + 2 {
+        if cookie > dir.end_cookie() {
             w.item(&nfsstat3::NFS3ERR_BAD_COOKIE)
                 .item(&post_op_attr::attributes(fattr(&a)));
             return Ok(());
@@ -616,35 +589,24 @@ impl Service {
         let mut size = w.buf.len() + 8 + 4;
         let mut dirbytes = 0usize;
         let mut pos = cookie;
-        let mut added = 0;
-        let total = dir.len() as u64 + 2;
-        while pos < total {
-            let (name, node): (Vec<u8>, Option<Node>) = match pos {
-                0 => (b".".to_vec(), Some(t.node.clone())),
-                1 => (b"..".to_vec(), None),
-                i => match dir.item((i - 2) as usize) {
-                    Some((n, node, _)) => (n.to_vec(), Some(node)),
-                    None => break,
-                },
-            };
-            let fileid = match &node {
-                Some(n) => n.ino(),
-                None => t.node.ino(),
-            };
+        let total = dir.end_cookie();
+        for (added, entry) in dir.entries_from(cookie).enumerate() {
             let mut e = Writer::default();
-            e.bool(true).u64(fileid).opaque(&name).u64(pos + 1);
-            let entry_dir = 8 + opaque_len(name.len()) + 8;
+            e.bool(true)
+                .u64(entry.node.ino())
+                .opaque(entry.name)
+                .u64(entry.cookie);
+            let entry_dir = 8 + opaque_len(entry.name.len()) + 8;
             if plus {
-                match node
-                    .as_ref()
-                    .and_then(|n| self.vfs.getattr(n).ok().map(|ca| (n, ca)))
-                {
-                    Some((n, ca)) => {
-                        e.item(&post_op_attr::attributes(fattr(&ca)));
-                        match self.handle(&t.tag, n) {
-                            Some(fh) => e.item(&post_op_fh3::handle(fh)),
-                            None => e.item(&post_op_fh3::Void),
-                        };
+                // `..` gets no attributes or handle: the listing does not look up the parent
+                // (the client asks LOOKUP ".." when it needs it).
+                let attr = (entry.name != b"..")
+                    .then(|| self.vfs.getattr(&entry.node).ok())
+                    .flatten();
+                match attr {
+                    Some(ca) => {
+                        e.item(&post_op_attr::attributes(fattr(&ca)))
+                            .item(&post_op_fh3::handle(self.handle(&t.tag, &entry.node)));
                     }
                     None => {
                         e.item(&post_op_attr::Void).item(&post_op_fh3::Void);
@@ -663,8 +625,7 @@ impl Service {
             size += e.buf.len();
             dirbytes += entry_dir;
             w.buf.extend_from_slice(&e.buf);
-            added += 1;
-            pos += 1;
+            pos = entry.cookie;
         }
         w.bool(false).bool(pos >= total);
         Ok(())

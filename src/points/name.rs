@@ -4,6 +4,11 @@ use std::fmt;
 
 use crate::engine::config::valid_level_name;
 
+/// The view's name for the newest snapshot of each source (`latest/web1`); no level may take it.
+pub const LATEST: &str = "latest";
+/// The view's folder of every snapshot by dated name (`snapshots/web1/DATE`); no level may take it.
+pub const SNAPSHOTS: &str = "snapshots";
+
 /// A backup point of some level, e.g. `hourly.0` (the newest hourly).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PointName {

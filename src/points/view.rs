@@ -1,12 +1,6 @@
-//! The names under which snapshots are reached, shared by the CLI, the FUSE mount and NFS:
-//!
-//! ```text
-//! <level>.<n>/<source>/…            a backup point, e.g. daily.0/web1/etc/hosts
-//! latest/<source>/…                 the newest snapshot of a source
-//! snapshots/<source>/<date>/…       every snapshot by its dated name (YYYY-MM-DD-HHMMSS, UTC)
-//! ```
-//!
-//! Commands also accept a snapshot id prefix, and `NAME:PATH` with any of the above as NAME.
+//! Every source with its snapshots, dated names and points, and which snapshot a
+//! [`Selector`] names. How paths are taken apart into selectors is the view's
+//! (`crate::vfs::layout`, docs/LAYOUT.md).
 
 use std::collections::BTreeMap;
 
@@ -17,8 +11,8 @@ use crate::engine::{Error, Repository, Result, SnapshotId};
 use super::catalog::Catalog;
 use super::name::{dated_name, PointName};
 
-/// Which snapshot a name selects.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Which snapshot a name selects: the one selector type of the CLI, the FUSE mount and NFS.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Selector {
     /// A snapshot id or unique prefix.
     Id(String),
@@ -127,50 +121,6 @@ impl View {
             .ok_or_else(|| Error::NotFound(format!("no source named {source:?} in the repository")))
     }
 
-    /// Parse the leading components of a name into a selector; returns how many it used.
-    fn parse_selector(&self, comps: &[&str]) -> Result<(Selector, usize)> {
-        let need = |n: usize, shape: &str| {
-            if comps.len() < n {
-                Err(Error::NotFound(format!("incomplete name: use {shape}")))
-            } else {
-                Ok(())
-            }
-        };
-        let first = comps.first().copied().unwrap_or("");
-        if first == "snapshots" {
-            need(3, "snapshots/SOURCE/YYYY-MM-DD-HHMMSS[/PATH]")?;
-            return Ok((
-                Selector::Dated {
-                    source: comps[1].to_string(),
-                    name: comps[2].to_string(),
-                },
-                3,
-            ));
-        }
-        if first == "latest" {
-            need(2, "latest/SOURCE[/PATH]")?;
-            return Ok((
-                Selector::Latest {
-                    source: comps[1].to_string(),
-                },
-                2,
-            ));
-        }
-        if let Some(point) =
-            PointName::parse(first).filter(|p| self.levels.iter().any(|l| l.name == p.level))
-        {
-            need(2, &format!("{first}/SOURCE[/PATH]"))?;
-            return Ok((
-                Selector::Point {
-                    point,
-                    source: comps[1].to_string(),
-                },
-                2,
-            ));
-        }
-        Ok((Selector::Id(first.to_string()), 1))
-    }
-
     /// The snapshot a selector names.
     pub fn select(&self, sel: &Selector) -> Result<&SnapshotEntry> {
         match sel {
@@ -188,66 +138,32 @@ impl View {
             }),
         }
     }
-
-    /// Resolve `NAME[:PATH]` or `NAME/PATH` (NAME in any of the layout's forms) to a snapshot
-    /// and a path inside it.
-    pub fn resolve(&self, spec: &[u8]) -> Result<(&SnapshotEntry, Vec<u8>)> {
-        let (head, path) = match spec.iter().position(|&c| c == b':') {
-            Some(i) => (&spec[..i], Some(&spec[i + 1..])),
-            None => (spec, None),
-        };
-        let head_str = String::from_utf8_lossy(head);
-        let comps: Vec<&str> = head_str.split('/').filter(|c| !c.is_empty()).collect();
-        if comps.is_empty() {
-            return Err(Error::NotFound("no snapshot named: give an id, a point like daily.0/SOURCE, latest/SOURCE or snapshots/SOURCE/DATE".into()));
-        }
-        let (sel, used) = self.parse_selector(&comps)?;
-        let rest = &comps[used..];
-        let inner: Vec<u8> = match path {
-            Some(p) if rest.is_empty() => p.to_vec(),
-            Some(_) => {
-                return Err(Error::NotFound(format!(
-                "{head_str}: give the path either after ':' or after the snapshot name, not both"
-            )))
-            }
-            // Keep non-UTF-8 path bytes intact: take them from `spec`, not the lossy copy.
-            None => after_components(spec, used).to_vec(),
-        };
-        Ok((self.select(&sel)?, inner))
-    }
 }
 
-/// The bytes of `spec` after its first `n` non-empty `/`-separated components.
-fn after_components(spec: &[u8], n: usize) -> &[u8] {
-    let mut seen = 0;
-    let mut pos = 0;
-    while seen < n && pos < spec.len() {
-        while spec.get(pos) == Some(&b'/') {
-            pos += 1;
+impl Selector {
+    /// The source a name other than an id belongs to.
+    pub fn source(&self) -> Option<&str> {
+        match self {
+            Selector::Id(_) => None,
+            Selector::Point { source, .. }
+            | Selector::Latest { source }
+            | Selector::Dated { source, .. } => Some(source),
         }
-        while pos < spec.len() && spec[pos] != b'/' {
-            pos += 1;
-        }
-        seen += 1;
     }
-    &spec[pos.min(spec.len())..]
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+    /// Whether the name moves on to other snapshots (a point, latest) rather than naming one
+    /// snapshot for good (an id, a dated name).
+    pub fn moves(&self) -> bool {
+        matches!(self, Selector::Point { .. } | Selector::Latest { .. })
+    }
 
-    #[test]
-    fn components() {
-        assert_eq!(
-            after_components(b"daily.0/web1/etc/hosts", 2),
-            b"/etc/hosts"
-        );
-        assert_eq!(after_components(b"//latest//web1", 2), b"");
-        assert_eq!(after_components(b"abcd", 1), b"");
-        assert_eq!(
-            after_components(b"snapshots/w/2026-11-21-120000/a\xff", 3),
-            b"/a\xff"
-        );
+    /// Its first path component in the view (`daily.0`, `latest`, `snapshots`, the id).
+    pub fn top(&self) -> String {
+        match self {
+            Selector::Id(p) => p.clone(),
+            Selector::Point { point, .. } => point.to_string(),
+            Selector::Latest { .. } => super::name::LATEST.to_string(),
+            Selector::Dated { .. } => super::name::SNAPSHOTS.to_string(),
+        }
     }
 }

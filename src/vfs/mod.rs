@@ -6,36 +6,49 @@
 //! ```
 //!
 //! What the tree looks like is defined here and only here; the FUSE driver and the NFS
-//! server are thin adaptors that translate their requests into these calls.
+//! server are thin adaptors that translate their requests into these calls. The files:
+//! `layout` (names and the one path parser), `node` (what a node is, its number and its
+//! handle bytes), `dir` (listings and paging by cookie), `attr` (attributes, xattrs,
+//! symlinks), `read` (open files and their cache, chunk reads, read-ahead), `find` (nodes
+//! from handle bytes, parents), `state` (the repository as last loaded, refreshed in the
+//! background).
 //!
 //! Threading: every method takes `&self` and may be called from many threads at once.
 //! Caches are behind mutexes held only for map operations, never during I/O.
 
 pub mod acl;
 pub mod admission;
+mod attr;
 pub mod cache;
+mod dir;
 pub mod error;
 pub mod file;
+mod find;
+pub mod layout;
 pub mod node;
+mod read;
 pub mod state;
 
-use std::collections::BTreeSet;
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lru::LruCache;
 
 use crate::engine::snapshot::{LinkTable, SnapshotEntry};
-use crate::engine::tree::{Entry, NodeKind, Timestamp, Tree};
+use crate::engine::tree::{Entry, NodeKind, Tree};
 use crate::engine::{BlobId, Repository, SnapshotId};
-use crate::points::{PointName, Selector};
+use crate::points::Selector;
 
+pub use attr::{Attr, FsStats};
+pub use dir::{Dir, DirEntry};
 pub use error::{VfsError, VfsResult};
 pub use file::{OpenFile, Slice};
-pub use node::{Node, PointSel};
+pub use node::Node;
 
 use cache::{ChunkCache, TreeCache};
-use node::{child_ident, snap_root_ident, via_of_point, Ident, Via};
+use layout::Place;
+use node::{child_ident, snap_root_ident, via_of_point, Ident};
 use state::{Shared, State};
 
 /// Settings of a view.
@@ -47,7 +60,7 @@ pub struct VfsOptions {
     pub tree_cache_bytes: usize,
     /// Path of the node to use as the root (e.g. `daily.0/web1`); empty for the whole view.
     pub root: Vec<u8>,
-    /// How often to look for new backups, rotations and prunes.
+    /// How often to look for new backups, rotations and prunes (in the background).
     pub refresh: Duration,
     /// Chunks to fetch ahead of sequential reads. An NFS client such as `nfs-cp` asks for one
     /// range at a time, so only this keeps the disk and the decompression ahead of it: a cold
@@ -73,133 +86,41 @@ impl Default for VfsOptions {
     }
 }
 
-/// Attributes of a node, protocol-neutral.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Attr {
-    pub ino: u64,
-    pub kind: NodeKind,
-    /// Permission bits (`& 0o7777`).
-    pub perm: u32,
-    pub nlink: u64,
-    pub uid: u32,
-    pub gid: u32,
-    pub size: u64,
-    /// 512-byte blocks.
-    pub blocks: u64,
-    pub atime: Timestamp,
-    pub mtime: Timestamp,
-    pub ctime: Timestamp,
-    pub rdev: u64,
-    /// The access ACL the backup recorded, if any (checked by [`acl::permitted`]).
-    pub acl: Option<acl::Acl>,
+/// Files whose chunk lists are kept between reads, for both adaptors: FUSE reads by inode
+/// without opens, NFS READ has no open at all, so sequential reads of one file share one
+/// [`OpenFile`] (and its read-ahead) through this cache. One is rebuilt from the cached tree
+/// when needed again.
+const OPEN_FILES: usize = 256;
+/// Paths of directories below points that were handed out in handles, so a handle finds its
+/// directory again without a search (see [`find`]).
+const PATH_MEMO: usize = 1 << 16;
+
+fn lru<K: std::hash::Hash + Eq, V>(n: usize) -> Mutex<LruCache<K, V>> {
+    Mutex::new(LruCache::new(
+        NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN),
+    ))
 }
 
-/// File-system wide numbers for `statfs`.
-#[derive(Clone, Copy, Debug)]
-pub struct FsStats {
-    /// Bytes stored in the repository.
-    pub stored_bytes: u64,
-    /// Blobs in the repository.
-    pub blobs: u64,
-}
-
-/// Where the entries of a directory come from.
-#[derive(Clone)]
-enum Listing {
-    /// Names of virtual directories, with the node each leads to.
-    Virtual(Vec<(Vec<u8>, Node)>),
-    /// A directory tree inside a snapshot.
-    Tree {
-        snap: SnapshotId,
-        tree_id: BlobId,
-        tree: Arc<Tree>,
-        ident: Ident,
-        via: Via,
-    },
-}
-
-/// The children of a directory, produced lazily so huge directories page cheaply.
-pub struct Dir {
-    listing: Listing,
-}
-
-impl Dir {
-    pub fn len(&self) -> usize {
-        match &self.listing {
-            Listing::Virtual(v) => v.len(),
-            Listing::Tree { tree, .. } => tree.entries.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The `i`-th child: its name, node and kind.
-    pub fn item(&self, i: usize) -> Option<(&[u8], Node, NodeKind)> {
-        match &self.listing {
-            Listing::Virtual(v) => v
-                .get(i)
-                .map(|(n, node)| (n.as_slice(), node.clone(), NodeKind::Dir)),
-            Listing::Tree {
-                snap,
-                tree_id,
-                tree,
-                ident,
-                via,
-            } => {
-                let e = tree.entries.get(i)?;
-                let node = Node::Entry {
-                    snap: *snap,
-                    parent: *tree_id,
-                    index: i as u32,
-                    ident: child_ident(ident, &e.name, snap, e.hardlink),
-                    via: if e.kind == NodeKind::Dir { *via } else { 0 },
-                };
-                Some((e.name.as_slice(), node, e.kind))
-            }
-        }
-    }
-
-    /// The index of the child called `name`.
-    pub fn find(&self, name: &[u8]) -> Option<usize> {
-        match &self.listing {
-            Listing::Virtual(v) => v.iter().position(|(n, _)| n == name),
-            Listing::Tree { tree, .. } => tree
-                .entries
-                .binary_search_by(|e| e.name.as_slice().cmp(name))
-                .ok(),
-        }
-    }
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The view.
 pub struct Vfs {
-    shared: Shared,
+    shared: Arc<Shared>,
     trees: TreeCache,
     chunks: Arc<ChunkCache>,
     links: Mutex<LruCache<SnapshotId, Arc<LinkTable>>>,
+    /// Open files by (snapshot, directory tree, index): see [`OPEN_FILES`].
+    open: Mutex<LruCache<(SnapshotId, BlobId, u32), Arc<OpenFile>>>,
+    /// Directory identity → its path below its point directory: see [`PATH_MEMO`].
+    paths: Mutex<LruCache<Ident, Vec<u8>>>,
+    /// Directory identities a search did not find in a snapshot, so a client that keeps
+    /// using a handle of a removed directory costs one search, not one per call.
+    missing: Mutex<LruCache<(Ident, SnapshotId), ()>>,
     root: Node,
     prefetch: usize,
     xattrs: bool,
-}
-
-fn virtual_attr(ino: u64, time: Timestamp, subdirs: usize) -> Attr {
-    Attr {
-        ino,
-        kind: NodeKind::Dir,
-        perm: 0o555,
-        nlink: 2 + subdirs as u64,
-        uid: 0,
-        gid: 0,
-        size: 0,
-        blocks: 0,
-        atime: time,
-        mtime: time,
-        ctime: time,
-        rdev: 0,
-        acl: None,
-    }
 }
 
 /// Whether a failed read may only mean that the index the view holds is out of date: prune
@@ -213,25 +134,46 @@ fn moved(e: &crate::engine::Error) -> bool {
     }
 }
 
-fn snap_time(s: &SnapshotEntry) -> Timestamp {
-    s.snapshot.timestamp()
+/// `a/b` from `a` and `b` (`b` alone when `a` is empty).
+fn join(a: &[u8], b: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(a.len() + 1 + b.len());
+    if !a.is_empty() {
+        p.extend_from_slice(a);
+        p.push(b'/');
+    }
+    p.extend_from_slice(b);
+    p
+}
+
+/// A directory found by a path inside a snapshot.
+struct Walked {
+    tree: BlobId,
+    /// Its identity in the snapshot (the chain of names from the snapshot's root).
+    ident: Ident,
+    /// Its entry and where that sits (parent tree, index); `None` for the snapshot's root.
+    entry: Option<(Entry, BlobId, u32)>,
 }
 
 impl Vfs {
-    /// Open a view of `repo`.
+    /// Open a view of `repo`. It refreshes itself in the background every
+    /// [`VfsOptions::refresh`] for as long as it lives.
     pub fn new(repo: Repository, opts: VfsOptions) -> VfsResult<Self> {
         let mut vfs = Vfs {
-            shared: Shared::new(repo, opts.refresh)?,
+            shared: Shared::start(repo, opts.refresh)?,
             trees: TreeCache::new(opts.tree_cache_bytes),
             chunks: Arc::new(ChunkCache::new(opts.cache_bytes)),
-            links: Mutex::new(LruCache::new(
-                std::num::NonZeroUsize::new(64).unwrap_or(std::num::NonZeroUsize::MIN),
-            )),
+            links: lru(64),
+            open: lru(OPEN_FILES),
+            paths: lru(PATH_MEMO),
+            missing: lru(4096),
             root: Node::Root,
             prefetch: opts.prefetch,
             xattrs: opts.xattrs,
         };
-        vfs.root = vfs.resolve_root(&opts.root)?;
+        vfs.root = vfs.resolve(&opts.root)?;
+        if vfs.getattr(&vfs.root)?.kind != NodeKind::Dir {
+            return Err(VfsError::NotDir);
+        }
         Ok(vfs)
     }
 
@@ -245,17 +187,9 @@ impl Vfs {
         self.xattrs
     }
 
-    /// Permission bits and ACL of an entry as this view shows them.
-    fn perm_and_acl(&self, e: &Entry) -> (u32, Option<acl::Acl>) {
-        let perm = e.mode & 0o7777;
-        if e.xattrs.is_empty() {
-            return (perm, None);
-        }
-        let acl = acl::Acl::of(&e.xattrs);
-        match &acl {
-            Some(a) if !self.xattrs => (a.narrowed_mode(perm), acl),
-            _ => (perm, acl),
-        }
+    /// The repository this view shows.
+    pub fn repository(&self) -> &Repository {
+        &self.shared.repo
     }
 
     fn state(&self) -> Arc<State> {
@@ -279,39 +213,36 @@ impl Vfs {
         }
     }
 
-    /// The mount root for a `--path` such as `daily.0/web1/etc`: a point directory follows
-    /// its point, also with a path below it; anything else is walked once.
-    fn resolve_root(&self, path: &[u8]) -> VfsResult<Node> {
-        let comps: Vec<&[u8]> = path
-            .split(|&b| b == b'/')
-            .filter(|c| !c.is_empty() && *c != b".")
-            .collect();
-        if comps.len() >= 2 {
-            let first = String::from_utf8_lossy(comps[0]);
-            let source = String::from_utf8_lossy(comps[1]).into_owned();
-            let sel = if first == "latest" {
-                Some(PointSel::Latest)
-            } else {
-                PointName::parse(&first)
-                    .filter(|p| self.state().view.levels.iter().any(|l| l.name == p.level))
-                    .map(PointSel::Point)
-            };
-            if let Some(sel) = sel {
-                let node = Node::Point {
+    /// The node a path of the view leads to (`daily.0/web1/etc`, `latest/web1`,
+    /// `snapshots/web1/DATE/…`, an id prefix, or a virtual directory such as `/daily.0`): the
+    /// one resolver behind FUSE's `--path` and NFS MNT. Below a point or `latest` the node
+    /// follows the name across rotations (a [`Node::Point`] for a directory).
+    pub fn resolve(&self, path: &[u8]) -> VfsResult<Node> {
+        let st = self.state();
+        let place = layout::parse(path, &st.view.levels).map_err(|_| VfsError::NotFound)?;
+        let (start, inner) = match place {
+            Place::Root => (Node::Root, Vec::new()),
+            Place::Level(p) => (Node::Level(p), Vec::new()),
+            Place::Latest => (Node::Latest, Vec::new()),
+            Place::Snapshots => (Node::Snapshots, Vec::new()),
+            Place::SourceDates(s) => (Node::SourceDates(s), Vec::new()),
+            Place::In { sel, inner } if sel.moves() => (
+                Node::Point {
                     sel,
-                    source,
-                    sub: comps[2..].join(&b'/'),
-                };
-                self.getattr(&node)?;
-                return Ok(node);
+                    sub: Vec::new(),
+                },
+                inner,
+            ),
+            Place::In { sel, inner } => {
+                let s = st.view.select(&sel).map_err(|_| VfsError::NotFound)?;
+                (Node::SnapRoot(s.id), inner)
             }
-        }
-        let mut node = Node::Root;
-        for c in comps {
+        };
+        // Virtual directories must exist now (`/daily.9` with no such point does not).
+        self.getattr(&start)?;
+        let mut node = start;
+        for c in inner.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
             node = self.lookup(&node, c)?;
-        }
-        if self.getattr(&node)?.kind != NodeKind::Dir {
-            return Err(VfsError::NotDir);
         }
         Ok(node)
     }
@@ -348,7 +279,8 @@ impl Vfs {
             .ok_or(VfsError::Stale)
     }
 
-    /// The tree entry behind an `Entry` node; `None` for the other kinds of node.
+    /// The tree entry behind an `Entry` node, or of a directory below a point; `None` for the
+    /// other kinds of node.
     fn entry_of(&self, st: &State, node: &Node) -> Option<VfsResult<Entry>> {
         match node {
             Node::Entry {
@@ -357,188 +289,43 @@ impl Vfs {
                 index,
                 ..
             } => Some(self.entry(st, snap, parent, *index)),
+            Node::Point { sel, sub } if !sub.is_empty() => Some(
+                self.point_snapshot(st, sel)
+                    .and_then(|s| self.walk(st, s, sub))
+                    .and_then(|w| w.entry.map(|(e, _, _)| e).ok_or(VfsError::NotFound)),
+            ),
             _ => None,
         }
     }
 
     /// The snapshot a point directory shows now.
-    fn point_snapshot<'s>(
-        &self,
-        st: &'s State,
-        sel: &PointSel,
-        source: &str,
-    ) -> VfsResult<&'s SnapshotEntry> {
-        let selector = match sel {
-            PointSel::Point(p) => Selector::Point {
-                point: p.clone(),
-                source: source.to_string(),
-            },
-            PointSel::Latest => Selector::Latest {
-                source: source.to_string(),
-            },
-        };
-        st.view.select(&selector).map_err(|_| VfsError::NotFound)
+    fn point_snapshot<'s>(&self, st: &'s State, sel: &Selector) -> VfsResult<&'s SnapshotEntry> {
+        st.view.select(sel).map_err(|_| VfsError::NotFound)
     }
 
-    /// Walk `sub` inside snapshot `s`: returns the directory's tree id, identity and entry
-    /// (None for the snapshot root).
-    fn walk_sub(
-        &self,
-        st: &State,
-        s: &SnapshotEntry,
-        sub: &[u8],
-    ) -> VfsResult<(BlobId, Ident, Option<Entry>)> {
-        let mut tree_id = s.snapshot.tree;
-        let mut ident = snap_root_ident(&s.id);
-        let mut entry = None;
+    /// Walk the directory path `sub` inside snapshot `s`.
+    fn walk(&self, st: &State, s: &SnapshotEntry, sub: &[u8]) -> VfsResult<Walked> {
+        let mut w = Walked {
+            tree: s.snapshot.tree,
+            ident: snap_root_ident(&s.id),
+            entry: None,
+        };
         for c in sub.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
-            let t = self.tree(&st.reader, &tree_id)?;
-            let e = t.get(c).ok_or(VfsError::NotFound)?.clone();
+            let t = self.tree(&st.reader, &w.tree)?;
+            let i = t
+                .entries
+                .binary_search_by(|e| e.name.as_slice().cmp(c))
+                .map_err(|_| VfsError::NotFound)?;
+            let e = t.entries[i].clone();
             if e.kind != NodeKind::Dir {
                 return Err(VfsError::NotDir);
             }
-            ident = child_ident(&ident, c, &s.id, None);
-            tree_id = e.subtree.unwrap_or_default();
-            entry = Some(e);
+            w.ident = child_ident(&w.ident, c, &s.id, None);
+            let parent = w.tree;
+            w.tree = e.subtree.unwrap_or_default();
+            w.entry = Some((e, parent, i as u32));
         }
-        Ok((tree_id, ident, entry))
-    }
-
-    fn tree_listing(
-        &self,
-        st: &State,
-        snap: SnapshotId,
-        tree_id: BlobId,
-        ident: Ident,
-        via: Via,
-    ) -> VfsResult<Dir> {
-        Ok(Dir {
-            listing: Listing::Tree {
-                snap,
-                tree_id,
-                tree: self.tree(&st.reader, &tree_id)?,
-                ident,
-                via,
-            },
-        })
-    }
-
-    /// Point names that exist for some source, in level order.
-    fn point_names(st: &State) -> Vec<PointName> {
-        let mut names: BTreeSet<(usize, String, usize)> = BTreeSet::new();
-        for sv in st.view.sources.values() {
-            for (p, id) in sv.catalog.points(&st.view.levels) {
-                if sv.by_id(&id).is_some() {
-                    let order = st
-                        .view
-                        .levels
-                        .iter()
-                        .position(|l| l.name == p.level)
-                        .unwrap_or(usize::MAX);
-                    names.insert((order, p.level.clone(), p.index));
-                }
-            }
-        }
-        names
-            .into_iter()
-            .map(|(_, level, index)| PointName { level, index })
-            .collect()
-    }
-
-    /// The children of a directory node.
-    pub fn readdir(&self, node: &Node) -> VfsResult<Dir> {
-        self.with_state(|st| self.readdir_in(st, node))
-    }
-
-    fn readdir_in(&self, st: &Arc<State>, node: &Node) -> VfsResult<Dir> {
-        let v = &st.view;
-        let virt = |items: Vec<(Vec<u8>, Node)>| {
-            Ok(Dir {
-                listing: Listing::Virtual(items),
-            })
-        };
-        match node {
-            Node::Root => {
-                let mut items: Vec<(Vec<u8>, Node)> = Self::point_names(st)
-                    .into_iter()
-                    .map(|p| (p.to_string().into_bytes(), Node::Level(p)))
-                    .collect();
-                items.push((b"latest".to_vec(), Node::Latest));
-                items.push((b"snapshots".to_vec(), Node::Snapshots));
-                virt(items)
-            }
-            Node::Level(p) => virt(
-                v.sources
-                    .iter()
-                    .filter(|(_, sv)| sv.point(p).is_some())
-                    .map(|(name, _)| {
-                        (
-                            name.as_bytes().to_vec(),
-                            Node::Point {
-                                sel: PointSel::Point(p.clone()),
-                                source: name.clone(),
-                                sub: Vec::new(),
-                            },
-                        )
-                    })
-                    .collect(),
-            ),
-            Node::Latest => virt(
-                v.sources
-                    .iter()
-                    .filter(|(_, sv)| sv.latest().is_some())
-                    .map(|(name, _)| {
-                        (
-                            name.as_bytes().to_vec(),
-                            Node::Point {
-                                sel: PointSel::Latest,
-                                source: name.clone(),
-                                sub: Vec::new(),
-                            },
-                        )
-                    })
-                    .collect(),
-            ),
-            Node::Snapshots => virt(
-                v.sources
-                    .iter()
-                    .filter(|(_, sv)| !sv.snapshots.is_empty())
-                    .map(|(name, _)| (name.as_bytes().to_vec(), Node::SourceDates(name.clone())))
-                    .collect(),
-            ),
-            Node::SourceDates(source) => {
-                let sv = v.sources.get(source).ok_or(VfsError::NotFound)?;
-                virt(
-                    sv.snapshots
-                        .iter()
-                        .zip(&sv.dated)
-                        .map(|(s, d)| (d.as_bytes().to_vec(), Node::SnapRoot(s.id)))
-                        .collect(),
-                )
-            }
-            Node::Point { sel, source, sub } => {
-                let s = self.point_snapshot(st, sel, source)?;
-                let (tree_id, ident, _) = self.walk_sub(st, s, sub)?;
-                self.tree_listing(st, s.id, tree_id, ident, via_of_point(sel, source))
-            }
-            Node::SnapRoot(id) => {
-                let s = v.all.iter().find(|s| s.id == *id).ok_or(VfsError::Stale)?;
-                self.tree_listing(st, s.id, s.snapshot.tree, snap_root_ident(id), 0)
-            }
-            Node::Entry {
-                snap,
-                parent,
-                index,
-                ident,
-                via,
-            } => {
-                let e = self.entry(st, snap, parent, *index)?;
-                if e.kind != NodeKind::Dir {
-                    return Err(VfsError::NotDir);
-                }
-                self.tree_listing(st, *snap, e.subtree.unwrap_or_default(), *ident, *via)
-            }
-        }
+        Ok(w)
     }
 
     /// The child `name` of a directory node.
@@ -550,304 +337,45 @@ impl Vfs {
             .ok_or(VfsError::NotFound)
     }
 
-    fn link_count(&self, st: &State, snap: &SnapshotId, e: &Entry) -> u64 {
-        let Some(key) = e.hardlink else {
-            return 1;
+    /// The same directory as `node`, pinned to the snapshot it shows now: for a directory
+    /// below a point, the directory of today's snapshot (reached through that point), which
+    /// never changes; any other node is returned as it is.
+    ///
+    /// The FUSE adaptor pins what it hands the kernel below its root: the kernel caches an
+    /// inode's attributes and listing for as long as it likes and asks a name again only when
+    /// its parent's short timeout runs out, so a pinned inode stays right, and a name under a
+    /// point leads to the new snapshot's inode within a second of a rotation. NFS clients keep
+    /// handles for days instead, so NFS hands out the following node itself.
+    pub fn pin(&self, node: &Node) -> VfsResult<Node> {
+        let Node::Point { sel, sub } = node else {
+            return Ok(node.clone());
         };
-        let table = {
-            let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
-            links.get(snap).cloned()
-        };
-        let table = match table {
-            Some(t) => t,
-            None => {
-                let loaded = st
-                    .view
-                    .all
-                    .iter()
-                    .find(|s| s.id == *snap)
-                    .and_then(|s| s.snapshot.links)
-                    .and_then(|id| st.reader.read_blob(&id).ok())
-                    .and_then(|b| LinkTable::decode(&b, "link table").ok())
-                    .unwrap_or_default();
-                let t = Arc::new(loaded);
-                self.links
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .put(*snap, t.clone());
-                t
-            }
-        };
-        // Older snapshots without a table: the link count seen on the source.
-        table.counts.get(&key).copied().unwrap_or(e.nlink)
-    }
-
-    fn entry_attr(&self, st: &State, ino: u64, snap: &SnapshotId, e: &Entry) -> VfsResult<Attr> {
-        let nlink = if e.kind == NodeKind::Dir {
-            let t = self.tree(&st.reader, &e.subtree.unwrap_or_default())?;
-            2 + t.entries.iter().filter(|c| c.kind == NodeKind::Dir).count() as u64
-        } else {
-            self.link_count(st, snap, e)
-        };
-        let (perm, acl) = self.perm_and_acl(e);
-        Ok(Attr {
-            ino,
-            kind: e.kind,
-            perm,
-            nlink,
-            uid: e.uid,
-            gid: e.gid,
-            size: e.size,
-            blocks: e.size.div_ceil(512),
-            atime: e.mtime,
-            mtime: e.mtime,
-            ctime: e.ctime,
-            rdev: e.rdev,
-            acl,
+        if sub.is_empty() {
+            return Ok(node.clone());
+        }
+        self.with_state(|st| {
+            let s = self.point_snapshot(st, sel)?;
+            let w = self.walk(st, s, sub)?;
+            let (_, parent, index) = w.entry.ok_or(VfsError::NotFound)?;
+            Ok(Node::Entry {
+                snap: s.id,
+                parent,
+                index,
+                ident: w.ident,
+                via: via_of_point(sel),
+            })
         })
     }
 
-    /// Attributes of a node.
-    pub fn getattr(&self, node: &Node) -> VfsResult<Attr> {
-        self.with_state(|st| self.getattr_in(st, node))
-    }
-
-    fn getattr_in(&self, st: &Arc<State>, node: &Node) -> VfsResult<Attr> {
-        let ino = node.ino();
-        let newest = |it: &mut dyn Iterator<Item = &SnapshotEntry>| {
-            it.map(snap_time).max().unwrap_or_default()
-        };
-        match node {
-            Node::Root | Node::Latest | Node::Snapshots | Node::Level(_) | Node::SourceDates(_) => {
-                let dir = self.readdir(node)?;
-                let v = &st.view;
-                let time = match node {
-                    Node::Level(p) => newest(&mut v.sources.values().filter_map(|sv| sv.point(p))),
-                    Node::SourceDates(s) => newest(
-                        &mut v
-                            .sources
-                            .get(s)
-                            .into_iter()
-                            .flat_map(|sv| sv.snapshots.iter()),
-                    ),
-                    _ => newest(&mut v.all.iter()),
-                };
-                Ok(virtual_attr(ino, time.max(st.changed), dir.len()))
-            }
-            Node::Point { sel, source, sub } => {
-                let s = self.point_snapshot(st, sel, source)?;
-                let (tree_id, _, entry) = self.walk_sub(st, s, sub)?;
-                let t = self.tree(&st.reader, &tree_id)?;
-                let subdirs = t.entries.iter().filter(|c| c.kind == NodeKind::Dir).count();
-                // The point's times are its snapshot's: they change exactly when it moves.
-                let time = snap_time(s);
-                let mut a = virtual_attr(ino, time, subdirs);
-                a.perm = 0o755;
-                if let Some(e) = entry {
-                    (a.perm, a.acl) = self.perm_and_acl(&e);
-                    a.uid = e.uid;
-                    a.gid = e.gid;
-                }
-                Ok(a)
-            }
-            Node::SnapRoot(id) => {
-                let s = st
-                    .view
-                    .all
-                    .iter()
-                    .find(|s| s.id == *id)
-                    .ok_or(VfsError::Stale)?;
-                let t = self.tree(&st.reader, &s.snapshot.tree)?;
-                let subdirs = t.entries.iter().filter(|c| c.kind == NodeKind::Dir).count();
-                let mut a = virtual_attr(ino, snap_time(s), subdirs);
-                a.perm = 0o755;
-                Ok(a)
-            }
-            Node::Entry {
-                snap,
-                parent,
-                index,
-                ..
-            } => {
-                let e = self.entry(st, snap, parent, *index)?;
-                self.entry_attr(st, ino, snap, &e)
+    /// Bytes from which [`Vfs::decode_node`] finds `node` again, also in another process
+    /// (see [`Node::encode`]); remembers the path of a directory below a point, so decoding
+    /// its handle needs no search.
+    pub fn encode_node(&self, node: &Node) -> Vec<u8> {
+        if let Node::Point { sub, .. } = node {
+            if !sub.is_empty() {
+                lock(&self.paths).put(node.ident(), sub.clone());
             }
         }
-    }
-
-    /// The target of a symlink.
-    pub fn readlink(&self, node: &Node) -> VfsResult<Vec<u8>> {
-        let e = self
-            .entry_of(&self.state(), node)
-            .ok_or(VfsError::Invalid)??;
-        if e.kind != NodeKind::Symlink {
-            return Err(VfsError::Invalid);
-        }
-        Ok(e.target)
-    }
-
-    /// Extended attributes of a node (virtual nodes have none).
-    pub fn xattrs(&self, node: &Node) -> VfsResult<Vec<(Vec<u8>, Vec<u8>)>> {
-        self.with_state(|st| self.xattrs_in(st, node))
-    }
-
-    fn xattrs_in(&self, st: &Arc<State>, node: &Node) -> VfsResult<Vec<(Vec<u8>, Vec<u8>)>> {
-        if !self.xattrs {
-            return Ok(Vec::new());
-        }
-        if let Some(e) = self.entry_of(st, node) {
-            return Ok(e?.xattrs);
-        }
-        match node {
-            Node::Point { sel, source, sub } if !sub.is_empty() => {
-                let s = self.point_snapshot(st, sel, source)?;
-                Ok(self
-                    .walk_sub(st, s, sub)?
-                    .2
-                    .map(|e| e.xattrs)
-                    .unwrap_or_default())
-            }
-            _ => Ok(Vec::new()),
-        }
-    }
-
-    /// Open a regular file for reading: it keeps reading this snapshot's content whatever
-    /// happens to the points afterwards.
-    pub fn open(&self, node: &Node) -> VfsResult<Arc<OpenFile>> {
-        let e = self
-            .entry_of(&self.state(), node)
-            .ok_or(VfsError::IsDir)??;
-        match e.kind {
-            NodeKind::File => Ok(Arc::new(OpenFile::new(e.chunks, e.size))),
-            NodeKind::Dir => Err(VfsError::IsDir),
-            _ => Err(VfsError::Invalid),
-        }
-    }
-
-    /// Read up to `size` bytes at `offset` of an open file.
-    pub fn read(&self, f: &OpenFile, offset: u64, size: u32) -> VfsResult<Vec<u8>> {
-        f.read(self, offset, size)
-    }
-
-    /// As [`Vfs::read`], as slices of cached chunks (for replies sent without a copy).
-    pub fn read_slices(&self, f: &OpenFile, offset: u64, size: u32) -> VfsResult<Vec<Slice>> {
-        f.read_slices(self, offset, size)
-    }
-
-    /// A chunk, from the cache or read; `request` counts it as wanted again (see
-    /// [`ChunkCache::get_or_wait`]).
-    fn chunk(&self, c: &crate::engine::tree::ChunkRef, request: bool) -> VfsResult<Arc<Vec<u8>>> {
-        if let Some(d) = self.chunks.get_or_wait(&c.id, request) {
-            return Ok(d);
-        }
-        let st = self.state();
-        let data = match st.reader.read_chunk(c) {
-            Ok(d) => d,
-            Err(e) if moved(&e) => self.shared.reader_after(&st.reader).read_chunk(c)?,
-            Err(e) => return Err(e.into()),
-        };
-        let data = Arc::new(data);
-        self.chunks.insert(c.id, data.clone());
-        Ok(data)
-    }
-
-    /// Fetch chunks in the background so a sequential reader finds them decompressed.
-    fn prefetch(&self, chunks: &[crate::engine::tree::ChunkRef]) {
-        for c in chunks.iter().take(self.prefetch) {
-            if !self.chunks.start_fetch(c.id) {
-                continue;
-            }
-            let cache = self.chunks.clone();
-            let reader = self.state().reader.clone();
-            let c = *c;
-            rayon::spawn(move || {
-                match reader.read_chunk(&c) {
-                    Ok(d) => cache.insert(c.id, Arc::new(d)),
-                    Err(e) => tracing::debug!("prefetch of {} failed: {e}", c.id.short()),
-                }
-                cache.end_fetch(&c.id);
-            });
-        }
-    }
-
-    /// Find a node again from [`Node::encode`]'s bytes. `Invalid` for malformed bytes,
-    /// `Stale` for a node whose snapshot (or virtual directory) no longer exists.
-    pub fn decode_node(&self, bytes: &[u8]) -> VfsResult<Node> {
-        let st = self.state();
-        match node::parse_encoded(bytes).ok_or(VfsError::Invalid)? {
-            node::Encoded::Virtual(ident) => self
-                .virtual_nodes(&st)
-                .into_iter()
-                .find(|n| n.ident() == ident)
-                .ok_or(VfsError::Stale),
-            node::Encoded::SnapRoot(prefix) => st
-                .view
-                .all
-                .iter()
-                .find(|s| s.id.0.starts_with(prefix))
-                .map(|s| Node::SnapRoot(s.id))
-                .ok_or(VfsError::Stale),
-            node::Encoded::Entry {
-                snap,
-                parent,
-                index,
-                ident,
-                via,
-            } => {
-                let snap = st
-                    .view
-                    .all
-                    .iter()
-                    .find(|s| s.id.0.starts_with(snap))
-                    .ok_or(VfsError::Stale)?
-                    .id;
-                let parent = st.reader.index.find_prefix(parent).ok_or(VfsError::Stale)?;
-                Ok(Node::Entry {
-                    snap,
-                    parent,
-                    index,
-                    ident,
-                    via,
-                })
-            }
-        }
-    }
-
-    /// Every virtual directory and point directory of the current view.
-    fn virtual_nodes(&self, st: &State) -> Vec<Node> {
-        let mut out = vec![Node::Root, Node::Latest, Node::Snapshots];
-        for p in Self::point_names(st) {
-            out.push(Node::Level(p));
-        }
-        for (name, sv) in &st.view.sources {
-            out.push(Node::SourceDates(name.clone()));
-            out.push(Node::Point {
-                sel: PointSel::Latest,
-                source: name.clone(),
-                sub: Vec::new(),
-            });
-            for (p, _) in sv.catalog.points(&st.view.levels) {
-                out.push(Node::Point {
-                    sel: PointSel::Point(p),
-                    source: name.clone(),
-                    sub: Vec::new(),
-                });
-            }
-        }
-        out
-    }
-
-    /// Sizes for `statfs`.
-    pub fn statfs(&self) -> FsStats {
-        let st = self.state();
-        FsStats {
-            stored_bytes: st.reader.index.stored_bytes(),
-            blobs: st.reader.index.len() as u64,
-        }
-    }
-
-    /// The repository this view shows.
-    pub fn repository(&self) -> &Repository {
-        &self.shared.repo
+        node.encode()
     }
 }

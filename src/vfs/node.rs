@@ -17,7 +17,7 @@
 
 use crate::engine::tree::HardlinkKey;
 use crate::engine::{BlobId, SnapshotId};
-use crate::points::PointName;
+use crate::points::{PointName, Selector};
 
 /// An 8-byte node identity: the inode number's bytes.
 pub type Ident = [u8; 8];
@@ -25,25 +25,6 @@ pub type Ident = [u8; 8];
 /// The point directory a directory inside a snapshot is reached through (a hash of the point;
 /// never 0), or 0 below a dated snapshot; always 0 for anything but a directory.
 pub type Via = u32;
-
-/// Which snapshot a point-like directory follows.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum PointSel {
-    /// A backup point such as `daily.0`.
-    Point(PointName),
-    /// The newest snapshot of the source.
-    Latest,
-}
-
-impl PointSel {
-    /// Its name in the view (`daily.0`, `latest`), which node identities hash.
-    fn name(&self) -> String {
-        match self {
-            PointSel::Point(p) => p.to_string(),
-            PointSel::Latest => "latest".to_string(),
-        }
-    }
-}
 
 /// A node of the view.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -58,13 +39,12 @@ pub enum Node {
     Snapshots,
     /// `/snapshots/web1`: every snapshot of a source by dated name.
     SourceDates(String),
-    /// `/daily.0/web1` (or `/latest/web1`): the root of whatever snapshot the point names now,
-    /// or of `sub` inside it (used as a mount root, e.g. `--path daily.0/web1/etc`).
-    Point {
-        sel: PointSel,
-        source: String,
-        sub: Vec<u8>,
-    },
+    /// `/daily.0/web1` (or `/latest/web1`) and every directory below it: the directory at path
+    /// `sub` (empty for the point directory itself) of whatever snapshot `sel` names *now*. It
+    /// follows the point across rotations: an NFS handle or a mount root of
+    /// `daily.0/web1/etc` shows the new snapshot's `etc` after a rotation. `sel` is always a
+    /// moving name ([`Selector::moves`]).
+    Point { sel: Selector, sub: Vec<u8> },
     /// `/snapshots/web1/2026-11-21-120000`: a snapshot's root, immutable.
     SnapRoot(SnapshotId),
     /// An entry inside a snapshot: entry `index` of directory tree `parent`, reached through
@@ -99,9 +79,10 @@ pub fn ino_of(ident: &Ident) -> u64 {
     }
 }
 
-/// What the directories below the point directory of (`sel`, `source`) are reached through.
-pub fn via_of_point(sel: &PointSel, source: &str) -> Via {
-    let h = hash(&[b"via", sel.name().as_bytes(), source.as_bytes()]);
+/// What the directories below the point directory of `sel` are reached through.
+pub fn via_of_point(sel: &Selector) -> Via {
+    let source = sel.source().unwrap_or_default();
+    let h = hash(&[b"via", sel.top().as_bytes(), source.as_bytes()]);
     // 0 means "no point"; a point hashing to 0 takes 1 instead.
     u32::from_le_bytes([h[0], h[1], h[2], h[3]]).max(1)
 }
@@ -129,6 +110,7 @@ const TAG_VIRTUAL: u8 = 1;
 const TAG_SNAP_ROOT: u8 = 2;
 const TAG_ENTRY: u8 = 3;
 const TAG_ENTRY_VIA: u8 = 4;
+const TAG_POINT_DIR: u8 = 5;
 
 /// Longest encoding of a node, in bytes.
 pub const MAX_ENCODED: usize = 41;
@@ -138,12 +120,17 @@ impl Node {
     /// [`crate::vfs::Vfs::decode_node`] finds the node again, also in another process: virtual
     /// nodes by identity, snapshot roots by id prefix, entries by snapshot and directory tree
     /// id prefixes, position and identity (and the point, for a directory reached through
-    /// one). `None` for a point directory with a path below it (those exist
-    /// only as FUSE mount roots).
-    pub fn encode(&self) -> Option<Vec<u8>> {
+    /// one). A directory below a point directory is encoded by the identities of the point
+    /// directory and of itself (a hash of its path), so it finds the same path again in
+    /// whatever snapshot the point names later (see `Vfs::decode_node`).
+    pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(MAX_ENCODED);
         match self {
-            Node::Point { sub, .. } if !sub.is_empty() => return None,
+            Node::Point { sel, sub } if !sub.is_empty() => {
+                out.push(TAG_POINT_DIR);
+                out.extend_from_slice(&point_root_ident(sel));
+                out.extend_from_slice(&self.ident());
+            }
             Node::SnapRoot(id) => {
                 out.push(TAG_SNAP_ROOT);
                 out.extend_from_slice(&id.0[..16]);
@@ -169,13 +156,27 @@ impl Node {
                 out.extend_from_slice(&self.ident());
             }
         }
-        Some(out)
+        out
     }
+}
+
+/// The identity of the point directory of `sel` (`/daily.0/web1`).
+pub fn point_root_ident(sel: &Selector) -> Ident {
+    Node::Point {
+        sel: sel.clone(),
+        sub: Vec::new(),
+    }
+    .ident()
 }
 
 /// A node encoding taken apart (resolution needs the repository; see `Vfs::decode_node`).
 pub enum Encoded<'a> {
     Virtual(Ident),
+    /// A directory below the point directory `root`, with identity `dir`.
+    PointDir {
+        root: Ident,
+        dir: Ident,
+    },
     SnapRoot(&'a [u8]),
     Entry {
         snap: &'a [u8],
@@ -191,6 +192,10 @@ pub fn parse_encoded(b: &[u8]) -> Option<Encoded<'_>> {
     match (b.first()?, b.len()) {
         (&TAG_VIRTUAL, 9) => Some(Encoded::Virtual(b[1..9].try_into().ok()?)),
         (&TAG_SNAP_ROOT, 17) => Some(Encoded::SnapRoot(&b[1..17])),
+        (&TAG_POINT_DIR, 17) => Some(Encoded::PointDir {
+            root: b[1..9].try_into().ok()?,
+            dir: b[9..17].try_into().ok()?,
+        }),
         (&TAG_ENTRY, 37) | (&TAG_ENTRY_VIA, 41) => {
             let via = match b.get(37..41) {
                 Some(v) => u32::from_be_bytes(v.try_into().ok()?),
@@ -221,9 +226,12 @@ impl Node {
             Node::Latest => hash(&[b"latest"]),
             Node::Snapshots => hash(&[b"snapshots"]),
             Node::SourceDates(s) => hash(&[b"dates", s.as_bytes()]),
-            Node::Point { sel, source, sub } => {
-                hash(&[b"point", sel.name().as_bytes(), source.as_bytes(), sub])
-            }
+            Node::Point { sel, sub } => hash(&[
+                b"point",
+                sel.top().as_bytes(),
+                sel.source().unwrap_or_default().as_bytes(),
+                sub,
+            ]),
             Node::SnapRoot(s) => snap_root_ident(s),
             Node::Entry { ident, .. } => *ident,
         }
@@ -263,8 +271,8 @@ mod tests {
 
     #[test]
     fn a_directory_through_a_point_encodes_the_point_and_has_its_own_number() {
-        let plain = entry(0).encode().unwrap();
-        let via = entry(0xdead_beef).encode().unwrap();
+        let plain = entry(0).encode();
+        let via = entry(0xdead_beef).encode();
         assert_eq!(plain.len(), 37);
         assert_eq!(via.len(), MAX_ENCODED);
         for (b, want) in [(&plain, 0), (&via, 0xdead_beef)] {
@@ -286,16 +294,53 @@ mod tests {
 
     #[test]
     fn points_have_distinct_nonzero_vias() {
-        let p = |s: &str| PointSel::Point(PointName::parse(s).unwrap());
+        let p = |s: &str, source: &str| Selector::Point {
+            point: PointName::parse(s).unwrap(),
+            source: source.into(),
+        };
         let all = [
-            via_of_point(&p("daily.0"), "web1"),
-            via_of_point(&p("daily.1"), "web1"),
-            via_of_point(&p("daily.0"), "db1"),
-            via_of_point(&PointSel::Latest, "web1"),
+            via_of_point(&p("daily.0", "web1")),
+            via_of_point(&p("daily.1", "web1")),
+            via_of_point(&p("daily.0", "db1")),
+            via_of_point(&Selector::Latest {
+                source: "web1".into(),
+            }),
         ];
         for (i, a) in all.iter().enumerate() {
             assert_ne!(*a, 0);
             assert!(all[i + 1..].iter().all(|b| b != a), "{all:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod point_dirs {
+    use super::*;
+
+    #[test]
+    fn a_directory_below_a_point_encodes_its_point_and_path_identity() {
+        let sel = Selector::Point {
+            point: PointName::parse("daily.0").unwrap(),
+            source: "web1".into(),
+        };
+        let etc = Node::Point {
+            sel: sel.clone(),
+            sub: b"etc".to_vec(),
+        };
+        let b = etc.encode();
+        assert!(b.len() <= MAX_ENCODED);
+        match parse_encoded(&b) {
+            Some(Encoded::PointDir { root, dir }) => {
+                assert_eq!(root, point_root_ident(&sel));
+                assert_eq!(dir, etc.ident());
+            }
+            _ => panic!("{b:?} did not parse as a point directory"),
+        }
+        let other = Node::Point {
+            sel,
+            sub: b"etc/nginx".to_vec(),
+        };
+        assert_ne!(other.ident(), etc.ident());
+        assert!(parse_encoded(&b[..16]).is_none());
     }
 }

@@ -1,8 +1,13 @@
-//! The repository as the view last saw it, refreshed when older than the refresh interval so
-//! new backups, rotations and prunes show up in a running mount.
+//! The repository as the view last saw it, refreshed by one background thread every refresh
+//! interval so new backups, rotations and prunes show up in a running mount. Requests never
+//! wait for a refresh: they take the state as it is (the one exception: a read that finds its
+//! pack gone, see [`Shared::reader_after`]).
+//!
+//! One refresh lists the snapshot, catalogue and index objects and reads only those it has not
+//! seen (records are immutable), so its cost does not grow with the repository.
 
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
 
 use crate::engine::backend::Kind;
 use crate::engine::tree::Timestamp;
@@ -13,7 +18,6 @@ use crate::points::View;
 pub struct State {
     pub view: View,
     pub reader: Arc<BlobReader>,
-    loaded: Instant,
     /// When a refresh last found other snapshots or points than the state before it (zero
     /// until one does): the virtual directories' times are at least this, so a listing the
     /// kernel cached is dropped also when a snapshot older than the newest appears or goes.
@@ -51,7 +55,6 @@ pub struct Shared {
     pub repo: Repository,
     current: RwLock<Arc<State>>,
     refreshing: Mutex<()>,
-    interval: Duration,
 }
 
 fn load(repo: &Repository, prev: Option<&State>) -> Result<State> {
@@ -92,20 +95,35 @@ fn load(repo: &Repository, prev: Option<&State>) -> Result<State> {
     Ok(State {
         view,
         reader,
-        loaded: Instant::now(),
         changed,
     })
 }
 
 impl Shared {
-    pub fn new(repo: Repository, interval: Duration) -> Result<Self> {
+    /// Load the state and start the thread that refreshes it every `interval` for as long
+    /// as the returned `Shared` lives.
+    pub fn start(repo: Repository, interval: Duration) -> Result<Arc<Self>> {
         let state = load(&repo, None)?;
-        Ok(Shared {
+        let shared = Arc::new(Shared {
             repo,
             current: RwLock::new(Arc::new(state)),
             refreshing: Mutex::new(()),
-            interval,
-        })
+        });
+        let weak: Weak<Shared> = Arc::downgrade(&shared);
+        let spawned = std::thread::Builder::new()
+            .name("yester-refresh".into())
+            .spawn(move || loop {
+                std::thread::sleep(interval);
+                let Some(shared) = weak.upgrade() else {
+                    return;
+                };
+                shared.refresh();
+            });
+        if let Err(e) = spawned {
+            // The view still works; it only stops seeing new backups.
+            tracing::warn!("cannot start refreshing the view: {e}");
+        }
+        Ok(shared)
     }
 
     /// The state now, as last swapped in.
@@ -146,16 +164,14 @@ impl Shared {
         self.reload(cur).reader.clone()
     }
 
-    /// The current state, refreshed first if it is older than the interval. Only one caller
-    /// refreshes; the others go on with the state they have.
+    /// The current state.
     pub fn get(&self) -> Arc<State> {
-        let cur = self.current();
-        if cur.loaded.elapsed() < self.interval {
-            return cur;
-        }
-        let Ok(_guard) = self.refreshing.try_lock() else {
-            return cur;
-        };
-        self.reload(cur)
+        self.current()
+    }
+
+    /// Load a newer state and swap it in (the background thread's work).
+    fn refresh(&self) {
+        let _guard = self.refreshing.lock().unwrap_or_else(|p| p.into_inner());
+        self.reload(self.current());
     }
 }
