@@ -281,14 +281,42 @@ fn lookup_tricks_never_leave_the_export() {
     let stable = c.walk(&dir, "stable");
     let (_, dir_id) = c.getattr(&dir);
 
-    // `.` is the directory itself; `..` is refused everywhere, also at the export root.
+    // `.` is the directory itself; `..` its parent, and at the export root the root itself:
+    // climbing never leaves the export.
     let (st, dot) = c.lookup(&dir, ".");
     assert_eq!(st, NFS3_OK);
     assert_eq!(c.getattr(&dot).1, dir_id, "`.` is the same directory");
-    for d in [&root, &dir, &stable] {
-        let (st, fh) = c.lookup(d, "..");
-        assert_eq!((st, fh.len()), (NFS3ERR_NOENT, 0), "LOOKUP ..");
+    let (_, root_id) = c.getattr(&root);
+    let (st, up) = c.lookup(&stable, "..");
+    assert_eq!(st, NFS3_OK, "LOOKUP .. from a subdirectory");
+    assert_eq!(c.getattr(&up).1, dir_id, "`..` of stable is its parent");
+    let (st, up) = c.lookup(&root, "..");
+    assert_eq!(st, NFS3_OK, "LOOKUP .. at the export root");
+    assert_eq!(
+        c.getattr(&up).1,
+        root_id,
+        "`..` of the export root is the root"
+    );
+    let depth = inside(&s.src).split('/').count();
+    let mut fh = stable.clone();
+    let mut ids = Vec::new();
+    for _ in 0..depth + 3 {
+        let (st, next) = c.lookup(&fh, "..");
+        assert_eq!(st, NFS3_OK);
+        fh = next;
+        ids.push(c.getattr(&fh).1);
     }
+    assert_eq!(ids[0], dir_id);
+    assert_eq!(
+        &ids[depth + 1..],
+        &[root_id, root_id],
+        "climbing stops at the export root"
+    );
+    assert_eq!(
+        c.lookup(&fh, "db1").0,
+        NFS3ERR_NOENT,
+        "and stays in web1's point"
+    );
     // Names that are not one component, or not a name at all, find nothing.
     let long = "a".repeat(256);
     let cases: Vec<(&[u8], u32)> = vec![
@@ -319,7 +347,7 @@ fn lookup_tricks_never_leave_the_export() {
     let (acc, _, _) = c.lookup_raw(&dir, &[b'a'; 1025]);
     assert_eq!(acc, GARBAGE_ARGS, "LOOKUP of a 1025-byte name");
     // Names in virtual directories: no way from web1's point to db1's or to the root.
-    for name in ["..", "db1", "/", "hourly.0", "snapshots"] {
+    for name in ["db1", "/", "hourly.0", "snapshots"] {
         let (st, _) = c.lookup(&root, name);
         assert_eq!(st, NFS3ERR_NOENT, "LOOKUP {name} at the export root");
     }
@@ -332,6 +360,61 @@ fn lookup_tricks_never_leave_the_export() {
         "a file has no children"
     );
     assert_eq!(c.read(&same, 0, 100).1, b"unchanged in every version\n");
+}
+
+/// `..` inside a dated snapshot, whose directories are pinned to it: the parent, up through
+/// the snapshot's root to the source's folder, which is the export's root here.
+#[test]
+fn lookup_dotdot_in_a_dated_snapshot_stops_at_the_export_root() {
+    if !nfs_ok() {
+        return;
+    }
+    let s = setup("hourly=6");
+    let srv = server(&s, "/snapshots/web1 127.0.0.1(insecure)\n");
+    let mut c = Rpc::connect(1, srv.port);
+    let (st, root) = c.mnt("/snapshots/web1");
+    assert_eq!(st, 0);
+    let snaps: serde_json::Value =
+        serde_json::from_str(&yester_ok(&s.repo, &["snapshots", "--json"])).unwrap();
+    let dated = snaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["source"] == "web1")
+        .unwrap()["dated_name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = inside(&s.src);
+    let snap_root = c.walk(&root, &dated);
+    let dir = c.walk(&snap_root, &path);
+    let stable = c.walk(&dir, "stable");
+    let ids: Vec<u64> = [&root, &snap_root, &dir]
+        .iter()
+        .map(|fh| c.getattr(fh).1)
+        .collect();
+    let (st, up) = c.lookup(&stable, "..");
+    assert_eq!(st, NFS3_OK);
+    assert_eq!(c.getattr(&up).1, ids[2], "`..` of stable");
+    let mut fh = dir.clone();
+    for _ in 0..path.split('/').count() {
+        let (st, next) = c.lookup(&fh, "..");
+        assert_eq!(st, NFS3_OK);
+        fh = next;
+    }
+    assert_eq!(c.getattr(&fh).1, ids[1], "up to the snapshot's root");
+    let (st, up) = c.lookup(&fh, "..");
+    assert_eq!(
+        (st, c.getattr(&up).1),
+        (NFS3_OK, ids[0]),
+        "the source's folder"
+    );
+    let (st, up) = c.lookup(&up, "..");
+    assert_eq!(
+        (st, c.getattr(&up).1),
+        (NFS3_OK, ids[0]),
+        "and no further: /snapshots is outside the export"
+    );
 }
 
 #[test]
@@ -618,7 +701,10 @@ fn replayed_handles_after_rotation_and_prune_are_stale_never_other_data() {
         .count();
     assert_eq!(web1, 1, "the old snapshot rotated away");
     // "stable/" is the same directory tree in the new snapshot (same tree blob, same index),
-    // so only the snapshot in the handle tells the two apart.
+    // so only the snapshot in the handle tells the two files apart. Files keep their bytes
+    // (an open reader must never see them change), so their handles go stale; directories
+    // below the point follow it (the point directory's, `dir`'s and `stable`'s handles show
+    // the new snapshot).
     let stale = |c: &mut Rpc, what: &str| {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -626,9 +712,6 @@ fn replayed_handles_after_rotation_and_prune_are_stale_never_other_data() {
                 c.getattr(&same).0,
                 c.read(&same, 0, 100).0,
                 c.read(&changes, 0, 100).0,
-                c.lookup(&stable, "same").0,
-                c.lookup(&dir, "changes").0,
-                c.readdirplus(&stable),
             ];
             if got.iter().all(|&s| s == NFS3ERR_STALE) {
                 break;
@@ -637,15 +720,33 @@ fn replayed_handles_after_rotation_and_prune_are_stale_never_other_data() {
             assert_eq!(c.read(&changes, 0, 100).1, b"version 1\n", "{what}");
             assert!(
                 Instant::now() < deadline,
-                "{what}: handles of the dropped snapshot are not STALE: {got:?}"
+                "{what}: handles of the dropped snapshot's files are not STALE: {got:?}"
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+        for d in [&point, &dir, &stable] {
+            assert_eq!(
+                c.getattr(d).0,
+                NFS3_OK,
+                "{what}: a directory below the point"
+            );
+            assert_eq!(c.readdirplus(d), NFS3_OK, "{what}");
+        }
+        let (st, f) = c.lookup(&stable, "same");
+        assert_eq!(st, NFS3_OK, "{what}");
+        assert_eq!(c.read(&f, 0, 100).1, b"unchanged in every version\n");
+        let (st, f) = c.lookup(&dir, "changes");
+        assert_eq!(st, NFS3_OK, "{what}");
+        assert_eq!(
+            c.read(&f, 0, 100).1,
+            b"version 2, longer than version 1\n",
+            "{what}: the kept directory handle shows the new snapshot"
+        );
     };
     stale(&mut c, "after rotation");
     yester_ok(&s.repo, &["prune"]);
     stale(&mut c, "after prune");
-    // The point handle follows the point; a fresh walk finds the new version.
+    // A fresh walk finds the new version too.
     assert_eq!(c.getattr(&point).0, NFS3_OK);
     let fresh = c.walk(&point, &format!("{path}/changes"));
     assert_eq!(
@@ -659,6 +760,123 @@ fn replayed_handles_after_rotation_and_prune_are_stale_never_other_data() {
     let db_same = c.walk(&db, &format!("{path}/stable/same"));
     assert_eq!(c.read(&db_same, 0, 100).0, NFS3_OK);
     assert_eq!(c.getattr(&same).0, NFS3ERR_STALE);
+}
+
+/// Seed 004's service: each VM keeps `server:/daily.0/web1/…` mounted. The MOUNT handle of a
+/// directory below a point, and the handles of directories under it, follow the point across
+/// backup + rotate + prune (and a server restart): they show the new snapshot, and never go
+/// stale while that path exists in the point's snapshot.
+#[test]
+fn a_mount_below_a_point_follows_it_across_rotation_and_prune() {
+    if !nfs_ok() {
+        return;
+    }
+    let s = setup("hourly=1,daily=1");
+    yester_ok(&s.repo, &["rotate", "daily"]);
+    let path = inside(&s.src);
+    let export = format!("/daily.0/web1/{path}");
+    let exports = format!("{export} 127.0.0.1(insecure)\n");
+    let srv = server(&s, &exports);
+    let mut c = Rpc::connect(1, srv.port);
+    let (st, mnt) = c.mnt(&export);
+    assert_eq!(st, 0, "MNT {export}");
+    assert!(mnt.len() <= 64);
+    let (_, mnt_id) = c.getattr(&mnt);
+    let stable = c.walk(&mnt, "stable");
+    let (_, stable_id) = c.getattr(&stable);
+    let changes = c.walk(&mnt, "changes");
+    assert_eq!(c.read(&changes, 0, 100).1, b"version 1\n");
+
+    // A new backup, then `rotate daily` drops daily.0's old snapshot, and prune frees it.
+    fs::write(s.src.join("changes"), "version 2 of changes\n").unwrap();
+    fs::write(s.src.join("stable/added"), "new in version 2\n").unwrap();
+    yester_ok(
+        &s.repo,
+        &["backup", "--source", "web1", s.src.to_str().unwrap()],
+    );
+    yester_ok(&s.repo, &["rotate", "daily"]);
+    yester_ok(&s.repo, &["prune"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let fresh = loop {
+        let (st, f) = c.lookup(&mnt, "changes");
+        assert_eq!(st, NFS3_OK, "LOOKUP through the kept MOUNT handle");
+        let (st, data) = c.read(&f, 0, 100);
+        if st == NFS3_OK && data == b"version 2 of changes\n" {
+            break f;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the kept MOUNT handle still shows {:?} ({st})",
+            String::from_utf8_lossy(&data)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        c.getattr(&mnt),
+        (NFS3_OK, mnt_id),
+        "same handle, same fileid"
+    );
+    assert_eq!(c.getattr(&stable), (NFS3_OK, stable_id));
+    let (st, added) = c.lookup(&stable, "added");
+    assert_eq!(
+        st, NFS3_OK,
+        "the kept subdirectory handle lists the new snapshot"
+    );
+    assert_eq!(c.read(&added, 0, 100).1, b"new in version 2\n");
+    assert_eq!(
+        c.read(&changes, 0, 100).0,
+        NFS3ERR_STALE,
+        "the old file's handle"
+    );
+
+    // libnfs sees the new snapshot's listing through the same export.
+    let url = srv.url(&format!("{export}/stable"));
+    let out = run_with_timeout(
+        {
+            let mut cmd = Command::new("nfs-ls");
+            cmd.arg(&url);
+            cmd
+        },
+        YESTER_TIMEOUT,
+    );
+    assert!(out.status.success(), "nfs-ls {url}: {}", out.stderr);
+    assert!(
+        out.stdout.contains("added") && out.stdout.contains("same"),
+        "{}",
+        out.stdout
+    );
+
+    // After a restart (same key), the handles still find their directories.
+    drop(c);
+    drop(srv);
+    let srv = server(&s, &exports);
+    let mut c = Rpc::connect(1, srv.port);
+    assert_eq!(c.getattr(&stable), (NFS3_OK, stable_id), "after a restart");
+    let (st, f) = c.lookup(&mnt, "changes");
+    assert_eq!(st, NFS3_OK);
+    assert_eq!(f, fresh, "the same file handle as before the restart");
+    assert_eq!(c.read(&f, 0, 100).1, b"version 2 of changes\n");
+
+    // A directory that is gone from the point's snapshot is stale, not another directory.
+    fs::remove_dir_all(s.src.join("stable")).unwrap();
+    yester_ok(
+        &s.repo,
+        &["backup", "--source", "web1", s.src.to_str().unwrap()],
+    );
+    yester_ok(&s.repo, &["rotate", "daily"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c.getattr(&stable).0 != NFS3ERR_STALE {
+        assert!(
+            Instant::now() < deadline,
+            "a removed directory's handle is not STALE"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        c.getattr(&mnt),
+        (NFS3_OK, mnt_id),
+        "the mount itself still works"
+    );
 }
 
 #[test]

@@ -173,12 +173,17 @@ impl Service {
         }
     }
 
-    /// The root node of the export with `tag`, which `..` never climbs above.
-    fn export_root(&self, tag: &ExportTag) -> Result<Node, nfsstat3> {
+    /// `..` of `node` under the export with `tag`: its parent while that is still inside the
+    /// export, else (at the export's root) the node itself, as knfsd answers: a client never
+    /// climbs out of its export.
+    fn parent_within(&self, tag: &ExportTag, node: &Node) -> Result<Node, nfsstat3> {
         let export = self.exports.by_tag(tag).ok_or(nfsstat3::NFS3ERR_STALE)?;
-        self.vfs
-            .resolve(export.pattern.as_bytes())
-            .map_err(|e| stat_of(&e))
+        let parent = self.vfs.parent(node).map_err(|e| stat_of(&e))?;
+        let path = self.vfs.path_of(&parent).map_err(|e| stat_of(&e))?;
+        Ok(match std::str::from_utf8(&path) {
+            Ok(p) if export.covers(p) => parent,
+            _ => node.clone(),
+        })
     }
 
     /// The export options that apply to this caller for export `tag`, checked against the
@@ -417,10 +422,7 @@ impl Service {
             }
             let child = match name {
                 b"." => t.node.clone(),
-                // `..` of the export's root is the root itself, as knfsd answers: a client
-                // never climbs out of its export.
-                b".." if t.node == self.export_root(&t.tag)? => t.node.clone(),
-                b".." => self.vfs.parent(&t.node).map_err(|e| stat_of(&e))?,
+                b".." => self.parent_within(&t.tag, &t.node)?,
                 _ => self.vfs.lookup(&t.node, name).map_err(|e| stat_of(&e))?,
             };
             let ca = self.vfs.getattr(&child).map_err(|e| stat_of(&e))?;

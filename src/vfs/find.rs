@@ -185,17 +185,70 @@ impl Vfs {
         }
     }
 
-    /// The parent of the directory with identity `ident` in snapshot `snap` (found by a
+    /// The path of the directory with identity `ident` in snapshot `snap` (found by a
     /// search: trees do not point up, and `..` is rare).
-    fn entry_parent(&self, st: &State, snap: SnapshotId, ident: Ident) -> VfsResult<Node> {
+    fn entry_path(&self, st: &State, snap: SnapshotId, ident: Ident) -> VfsResult<Vec<u8>> {
         let s = st
             .view
             .all
             .iter()
             .find(|s| s.id == snap)
             .ok_or(VfsError::Stale)?;
-        let path = self
-            .search(st, s.snapshot.tree, |p| path_ident(&snap, p) == ident)?
+        self.search(st, s.snapshot.tree, |p| path_ident(&snap, p) == ident)?
+            .ok_or(VfsError::Stale)
+    }
+
+    /// The path of a directory node in the view, `/`-led (`/daily.0/web1/etc`); what NFS
+    /// checks against its exports. Nodes pinned through a point (FUSE's) have none.
+    pub fn path_of(&self, node: &Node) -> VfsResult<Vec<u8>> {
+        let st = self.state();
+        let dated = |id: &SnapshotId| -> VfsResult<Vec<u8>> {
+            let s = st
+                .view
+                .all
+                .iter()
+                .find(|s| s.id == *id)
+                .ok_or(VfsError::Stale)?;
+            let source = &s.snapshot.source;
+            let name = st
+                .view
+                .sources
+                .get(source)
+                .and_then(|sv| sv.dated_name_of(id))
+                .ok_or(VfsError::Stale)?;
+            Ok(format!("/{}/{source}/{name}", super::layout::SNAPSHOTS).into_bytes())
+        };
+        Ok(match node {
+            Node::Root => b"/".to_vec(),
+            Node::Level(p) => format!("/{p}").into_bytes(),
+            Node::Latest => format!("/{}", super::layout::LATEST).into_bytes(),
+            Node::Snapshots => format!("/{}", super::layout::SNAPSHOTS).into_bytes(),
+            Node::SourceDates(s) => format!("/{}/{s}", super::layout::SNAPSHOTS).into_bytes(),
+            Node::Point { sel, sub } => {
+                let top = format!("/{}/{}", sel.top(), sel.source().unwrap_or_default());
+                join(top.as_bytes(), sub)
+            }
+            Node::SnapRoot(id) => dated(id)?,
+            Node::Entry {
+                snap, ident, via, ..
+            } => {
+                if *via != 0 {
+                    return Err(VfsError::Invalid);
+                }
+                let path = self.entry_path(&st, *snap, *ident)?;
+                join(&dated(snap)?, &path)
+            }
+        })
+    }
+
+    /// The parent of the directory with identity `ident` in snapshot `snap`.
+    fn entry_parent(&self, st: &State, snap: SnapshotId, ident: Ident) -> VfsResult<Node> {
+        let path = self.entry_path(st, snap, ident)?;
+        let s = st
+            .view
+            .all
+            .iter()
+            .find(|s| s.id == snap)
             .ok_or(VfsError::Stale)?;
         let up = parent_path(&path);
         if up.is_empty() {

@@ -110,6 +110,11 @@ impl Shared {
             refreshing: Mutex::new(()),
         });
         let weak: Weak<Shared> = Arc::downgrade(&shared);
+        // The thread starts with every signal blocked (a new thread inherits its creator's
+        // mask): signals are for the process's own handling, e.g. the mount's wait for
+        // SIGTERM, which a thread with the default action would turn into a kill.
+        let old = nix::sys::signal::SigSet::all()
+            .thread_swap_mask(nix::sys::signal::SigmaskHow::SIG_BLOCK);
         let spawned = std::thread::Builder::new()
             .name("yester-refresh".into())
             .spawn(move || loop {
@@ -119,6 +124,9 @@ impl Shared {
                 };
                 shared.refresh();
             });
+        if let Ok(old) = old {
+            let _ = old.thread_set_mask();
+        }
         if let Err(e) = spawned {
             // The view still works; it only stops seeing new backups.
             tracing::warn!("cannot start refreshing the view: {e}");
