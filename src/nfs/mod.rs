@@ -5,14 +5,19 @@
 //! crate's public NFSv3 types and XDR encoding for replies. MOUNT is answered on the same
 //! port, so clients need no portmapper (`port=N,mountport=N`).
 
+mod attr;
+mod dispatch;
 pub mod exports;
 pub mod handle;
-pub mod proc;
+mod lookup;
+mod mount;
+mod read;
+mod readdir;
 pub mod rpc;
 pub mod server;
 pub mod xdr;
 
+pub use dispatch::{Reply, Service};
 pub use exports::Exports;
 pub use handle::HandleKey;
-pub use proc::Service;
 pub use server::serve;

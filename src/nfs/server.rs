@@ -9,7 +9,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 
-use super::proc::{Reply, Service};
+use super::dispatch::{Reply, Service};
 use super::rpc::MAX_RECORD;
 
 /// Calls of one connection handled at the same time.
