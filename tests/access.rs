@@ -199,6 +199,21 @@ fn yester_ok(repo: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The dated name of `source`'s first snapshot.
+fn dated_name(s: &Setup, source: &str) -> String {
+    let snaps: serde_json::Value =
+        serde_json::from_str(&yester_ok(&s.repo, &["snapshots", "--json"])).unwrap();
+    snaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["source"] == source)
+        .unwrap()["dated_name"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 fn inside(p: &Path) -> String {
     p.to_str().unwrap().trim_start_matches('/').to_string()
 }
@@ -374,17 +389,7 @@ fn lookup_dotdot_in_a_dated_snapshot_stops_at_the_export_root() {
     let mut c = Rpc::connect(1, srv.port);
     let (st, root) = c.mnt("/snapshots/web1");
     assert_eq!(st, 0);
-    let snaps: serde_json::Value =
-        serde_json::from_str(&yester_ok(&s.repo, &["snapshots", "--json"])).unwrap();
-    let dated = snaps
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["source"] == "web1")
-        .unwrap()["dated_name"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let dated = dated_name(&s, "web1");
     let path = inside(&s.src);
     let snap_root = c.walk(&root, &dated);
     let dir = c.walk(&snap_root, &path);
@@ -594,17 +599,7 @@ fn a_directory_has_its_own_handle_and_fileid_per_point() {
     }
     let s = setup("hourly=2");
     let srv = server(&s, "/ 127.0.0.1(insecure)\n");
-    let snaps: serde_json::Value =
-        serde_json::from_str(&yester_ok(&s.repo, &["snapshots", "--json"])).unwrap();
-    let dated = snaps
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["source"] == "web1")
-        .unwrap()["dated_name"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let dated = dated_name(&s, "web1");
     let mut c = Rpc::connect(1, srv.port);
     let (st, root) = c.mnt("/");
     assert_eq!(st, 0);

@@ -84,10 +84,7 @@ impl Vfs {
             Some(t) => t,
             None => {
                 let loaded = st
-                    .view
-                    .all
-                    .iter()
-                    .find(|s| s.id == *snap)
+                    .snapshot(snap)
                     .and_then(|s| s.snapshot.links)
                     .and_then(|id| st.reader.read_blob(&id).ok())
                     .and_then(|b| LinkTable::decode(&b, "link table").ok())
@@ -173,12 +170,7 @@ impl Vfs {
                 Ok(a)
             }
             Node::SnapRoot(id) => {
-                let s = st
-                    .view
-                    .all
-                    .iter()
-                    .find(|s| s.id == *id)
-                    .ok_or(VfsError::Stale)?;
+                let s = st.snapshot(id).ok_or(VfsError::Stale)?;
                 let t = self.tree(&st.reader, &s.snapshot.tree)?;
                 let subdirs = t.entries.iter().filter(|c| c.kind == NodeKind::Dir).count();
                 let mut a = virtual_attr(ino, snap_time(s), subdirs);

@@ -265,7 +265,7 @@ impl Vfs {
                 self.tree_listing(st, node, s.id, w.tree, w.ident, children)
             }
             Node::SnapRoot(id) => {
-                let s = v.all.iter().find(|s| s.id == *id).ok_or(VfsError::Stale)?;
+                let s = st.snapshot(id).ok_or(VfsError::Stale)?;
                 let root = snap_root_ident(id);
                 let children = Children::Pinned(0);
                 self.tree_listing(st, node, s.id, s.snapshot.tree, root, children)

@@ -161,10 +161,7 @@ impl Vfs {
                 sub: parent_path(sub).to_vec(),
             }),
             Node::SnapRoot(id) => st
-                .view
-                .all
-                .iter()
-                .find(|s| s.id == *id)
+                .snapshot(id)
                 .map(|s| Node::SourceDates(s.snapshot.source.clone()))
                 .ok_or(VfsError::Stale),
             Node::Entry {
@@ -188,12 +185,7 @@ impl Vfs {
     /// The path of the directory with identity `ident` in snapshot `snap` (found by a
     /// search: trees do not point up, and `..` is rare).
     fn entry_path(&self, st: &State, snap: SnapshotId, ident: Ident) -> VfsResult<Vec<u8>> {
-        let s = st
-            .view
-            .all
-            .iter()
-            .find(|s| s.id == snap)
-            .ok_or(VfsError::Stale)?;
+        let s = st.snapshot(&snap).ok_or(VfsError::Stale)?;
         self.search(st, s.snapshot.tree, |p| path_ident(&snap, p) == ident)?
             .ok_or(VfsError::Stale)
     }
@@ -203,12 +195,7 @@ impl Vfs {
     pub fn path_of(&self, node: &Node) -> VfsResult<Vec<u8>> {
         let st = self.state();
         let dated = |id: &SnapshotId| -> VfsResult<Vec<u8>> {
-            let s = st
-                .view
-                .all
-                .iter()
-                .find(|s| s.id == *id)
-                .ok_or(VfsError::Stale)?;
+            let s = st.snapshot(id).ok_or(VfsError::Stale)?;
             let source = &s.snapshot.source;
             let name = st
                 .view
@@ -244,12 +231,7 @@ impl Vfs {
     /// The parent of the directory with identity `ident` in snapshot `snap`.
     fn entry_parent(&self, st: &State, snap: SnapshotId, ident: Ident) -> VfsResult<Node> {
         let path = self.entry_path(st, snap, ident)?;
-        let s = st
-            .view
-            .all
-            .iter()
-            .find(|s| s.id == snap)
-            .ok_or(VfsError::Stale)?;
+        let s = st.snapshot(&snap).ok_or(VfsError::Stale)?;
         let up = parent_path(&path);
         if up.is_empty() {
             return Ok(Node::SnapRoot(snap));

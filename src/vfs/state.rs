@@ -24,6 +24,16 @@ pub struct State {
     pub changed: Timestamp,
 }
 
+impl State {
+    /// The snapshot with this id, if the state still has it.
+    pub fn snapshot(
+        &self,
+        id: &crate::engine::SnapshotId,
+    ) -> Option<&crate::engine::snapshot::SnapshotEntry> {
+        self.view.all.iter().find(|s| s.id == *id)
+    }
+}
+
 /// Whether two views list the same snapshots, levels and points.
 fn same_listings(a: &View, b: &View) -> bool {
     a.all.len() == b.all.len()
