@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use super::backend::{Backend, Kind};
+use super::backend::{list_names, Backend, Kind};
 use super::error::{Error, Result};
 
 /// What is stored in a lock object (JSON).
@@ -135,12 +135,12 @@ impl Drop for LockGuard {
 /// All lock records, with their object names. Unreadable records are returned as `Err`.
 pub fn list_locks(backend: &dyn Backend) -> Result<Vec<(String, Result<LockRecord>)>> {
     let mut out = Vec::new();
-    for name in backend.list(Kind::Lock)? {
-        let rec = match backend.get(Kind::Lock, &name) {
+    for name in list_names(backend, Kind::Lock)? {
+        let rec = match backend.get(Kind::Lock, &name).map_err(Error::from) {
             Ok(bytes) => serde_json::from_slice::<LockRecord>(&bytes)
                 .map_err(|e| Error::corrupt(backend.describe(Kind::Lock, &name), e)),
             // Removed between list and get: its holder finished.
-            Err(Error::Io { err, .. }) if err.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) if e.is_not_found() => continue,
             Err(e) => Err(e),
         };
         out.push((name, rec));
@@ -206,9 +206,7 @@ pub fn acquire(
         };
         drop(guard);
         if Instant::now() >= deadline {
-            return Err(Error::Locked(format!(
-                "{conflict}; try again later or pass --lock-wait"
-            )));
+            return Err(Error::Locked(conflict));
         }
         // Jitter, so two exclusive lockers that keep meeting each other drift apart.
         let mut j = [0u8; 1];
