@@ -757,7 +757,7 @@ pub fn backup<P: Progress>(
     }
     prune(&mut root);
 
-    let _lock = repo.lock(lock::REPOSITORY, false, "backup", opts.lock_wait)?;
+    let lock = repo.lock(lock::REPOSITORY, false, "backup", opts.lock_wait)?;
     let reader = repo.reader()?;
     // Files unchanged since the source's newest snapshot are not read again.
     let parent = if opts.force {
@@ -844,6 +844,8 @@ pub fn backup<P: Progress>(
         warnings,
         links,
     };
+    // A holder whose lease ran out (a prune may have taken the lock since) commits nothing.
+    lock.check()?;
     let id = snapshot.save(repo.backend())?;
     Ok(BackupReport { id, snapshot })
 }

@@ -82,7 +82,7 @@ fn live_blobs(reader: &BlobReader, roots: &[BlobId]) -> Result<HashSet<BlobId>> 
 /// Prune the repository.
 pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     let be = repo.backend();
-    let _lock = repo.lock(lock::REPOSITORY, true, "prune", opts.lock_wait)?;
+    let lock = repo.lock(lock::REPOSITORY, true, "prune", opts.lock_wait)?;
     let mut report = PruneReport::default();
 
     // Every index file must be readable: a blob we cannot see might be one we would delete.
@@ -225,6 +225,8 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
         Some(id.to_hex())
     };
     failpoint("prune-after-new-index");
+    // Deleting needs the exclusive lock still held: a backup may run once its lease is gone.
+    lock.check()?;
     // 3. The old index files. Objects are named by content, so a pack or index file written
     //    just now may have the name of one that was there before (e.g. after a prune killed
     //    half-way): those stay.

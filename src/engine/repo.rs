@@ -27,6 +27,8 @@ pub struct Repository {
     backend: Arc<dyn Backend>,
     config: RepoConfig,
     key: BlobKey,
+    /// The lease of the locks this handle takes.
+    lock_lease: Duration,
 }
 
 impl Repository {
@@ -46,6 +48,7 @@ impl Repository {
             backend,
             config,
             key,
+            lock_lease: lock::default_lease(),
         })
     }
 
@@ -64,6 +67,7 @@ impl Repository {
             backend,
             config,
             key,
+            lock_lease: lock::default_lease(),
         })
     }
 
@@ -103,7 +107,13 @@ impl Repository {
         self.backend.clone()
     }
 
-    /// Take a lock on `scope` (see [`lock::acquire`]).
+    /// This handle with locks of another lease length (default [`lock::default_lease`]).
+    pub fn with_lock_lease(mut self, lease: Duration) -> Self {
+        self.lock_lease = lease;
+        self
+    }
+
+    /// Take a lock on `scope` with this handle's lease (see [`lock::acquire`]).
     pub fn lock(
         &self,
         scope: &str,
@@ -111,7 +121,14 @@ impl Repository {
         operation: &str,
         wait: Duration,
     ) -> Result<LockGuard> {
-        lock::acquire(self.backend.clone(), scope, exclusive, operation, wait)
+        lock::acquire(
+            self.backend.clone(),
+            scope,
+            exclusive,
+            operation,
+            wait,
+            self.lock_lease,
+        )
     }
 
     /// Remove stale lock records, or every one with `all` (see [`lock::unlock`]).

@@ -55,9 +55,11 @@ pub fn record_backup(
     id: SnapshotId,
     wait: Duration,
 ) -> Result<Vec<SnapshotId>> {
-    let _locks = lock_points(repo, source, "backup", wait)?;
+    let locks = lock_points(repo, source, "backup", wait)?;
     let mut cat = Catalog::load(repo.backend(), source)?;
     let dropped = cat.add_backup(&repo.config().levels, id)?;
+    // Two edits of one catalogue must not overlap: save only under a live lease.
+    locks.1.check()?;
     cat.save(repo.backend())?;
     forget_records(repo, &dropped)?;
     Ok(dropped)
@@ -70,10 +72,11 @@ pub fn rotate(
     level: &str,
     wait: Duration,
 ) -> Result<RotateOutcome> {
-    let _locks = lock_points(repo, source, "rotate", wait)?;
+    let locks = lock_points(repo, source, "rotate", wait)?;
     let mut cat = Catalog::load(repo.backend(), source)?;
     let outcome = cat.rotate(&repo.config().levels, level)?;
     if let RotateOutcome::Promoted { dropped, .. } = &outcome {
+        locks.1.check()?;
         cat.save(repo.backend())?;
         crate::engine::failpoint::failpoint("rotate-after-catalog");
         forget_records(repo, dropped)?;
@@ -83,12 +86,13 @@ pub fn rotate(
 
 /// Remove snapshots of `source` from its points and delete their records.
 pub fn forget(repo: &Repository, source: &str, ids: &[SnapshotId], wait: Duration) -> Result<()> {
-    let _locks = lock_points(repo, source, "forget", wait)?;
+    let locks = lock_points(repo, source, "forget", wait)?;
     let mut cat = Catalog::load(repo.backend(), source)?;
     let mut changed = false;
     for id in ids {
         changed |= cat.remove(id);
     }
+    locks.1.check()?;
     if changed {
         cat.save(repo.backend())?;
     }
