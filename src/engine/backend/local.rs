@@ -350,3 +350,69 @@ impl Backend for LocalDir {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn objects_sizes_suffixes_and_create_if_absent_on_disk() {
+        let d = tempfile::tempdir().unwrap();
+        let be = LocalDir::new(d.path().join("r"));
+        be.create().unwrap();
+        let pack = "ab".repeat(32);
+        be.put(Kind::Pack, &pack, b"0123456789").unwrap();
+        be.put(Kind::Index, "i", b"xyz").unwrap();
+        assert!(d.path().join("r/packs/ab").join(&pack).is_file());
+        let listed = be.list(Kind::Pack).unwrap();
+        assert_eq!(
+            listed,
+            [ObjectInfo {
+                name: pack.clone(),
+                size: 10
+            }]
+        );
+        let s = be.get_suffix(Kind::Pack, &pack, 4).unwrap();
+        assert_eq!((s.bytes.as_slice(), s.size), (&b"6789"[..], 10));
+        let s = be.get_suffix(Kind::Index, "i", 100).unwrap();
+        assert_eq!((s.bytes.as_slice(), s.size), (&b"xyz"[..], 3));
+        assert!(be.put_new(Kind::Lock, "l", b"1").unwrap());
+        assert!(!be.put_new(Kind::Lock, "l", b"2").unwrap());
+        assert!(be.get(Kind::Snapshot, "nope").unwrap_err().is_not_found());
+        assert!(be
+            .get_suffix(Kind::Pack, "nope", 1)
+            .unwrap_err()
+            .is_not_found());
+        let again = LocalDir::new(d.path().join("r")).create().unwrap_err();
+        assert_eq!(again.kind, StoreErrorKind::AlreadyExists);
+    }
+
+    #[test]
+    fn dead_writers_temp_files_go_before_the_first_write() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("r");
+        LocalDir::new(&root).create().unwrap();
+        let host = hostname();
+        // A pid above the kernel's limit (2^22) never runs.
+        let dead = root.join(TMP_DIR).join(format!("{host}.4194400.00"));
+        let live = root
+            .join(TMP_DIR)
+            .join(format!("{host}.{}.00", std::process::id()));
+        let remote = root.join(TMP_DIR).join("elsewhere.4194400.00");
+        for p in [&dead, &live, &remote] {
+            fs::write(p, b"half an object").unwrap();
+        }
+        let be = LocalDir::new(&root);
+        be.list(Kind::Pack).unwrap();
+        assert!(dead.exists(), "reading removes nothing");
+        be.put(Kind::Snapshot, "s", b"x").unwrap();
+        assert!(!dead.exists(), "a dead writer's leftover is removed");
+        assert!(
+            live.exists() && remote.exists(),
+            "live and remote writers' files stay"
+        );
+        fs::write(&dead, b"again").unwrap();
+        be.put(Kind::Snapshot, "t", b"y").unwrap();
+        assert!(dead.exists(), "once per handle, not before every write");
+    }
+}

@@ -34,6 +34,14 @@ impl MemoryStore {
         self.objects.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// An independent copy of the objects as they are now (to run several crashes from one
+    /// starting state).
+    pub fn duplicate(&self) -> MemoryStore {
+        MemoryStore {
+            objects: Arc::new(Mutex::new(self.lock().clone())),
+        }
+    }
+
     /// How many objects of `kind` are stored.
     pub fn count(&self, kind: Kind) -> usize {
         self.lock().keys().filter(|(k, _)| *k == kind).count()
