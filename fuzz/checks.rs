@@ -17,10 +17,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use yester::engine::backend::{Backend, Kind, LocalDir};
+use yester::engine::backend::{Backend, Kind, LocalDir, MemoryBackend};
 use yester::engine::codec::Encoder;
 use yester::engine::config::RepoConfig;
-use yester::engine::error::{Error, Result};
 use yester::engine::id::{content_hash, BlobId, BlobKey, PackId, SnapshotId};
 use yester::engine::index::{decode_index_file, encode_index_file};
 use yester::engine::pack::{
@@ -46,56 +45,14 @@ fn key() -> BlobKey {
     BlobKey(FUZZ_KEY)
 }
 
-/// One pack held in memory, served through the [`Backend`] trait `read_trailer` reads from.
-struct OnePack(Vec<u8>);
-
-impl Backend for OnePack {
-    fn location(&self) -> String {
-        "fuzz".into()
-    }
-    fn describe(&self, _kind: Kind, name: &str) -> String {
-        format!("fuzz/{name}")
-    }
-    fn exists(&self, _kind: Kind, _name: &str) -> Result<bool> {
-        Ok(true)
-    }
-    fn put(&self, _kind: Kind, _name: &str, _data: &[u8]) -> Result<()> {
-        panic!("a reader wrote to the backend");
-    }
-    fn put_new(&self, _kind: Kind, _name: &str, _data: &[u8]) -> Result<bool> {
-        panic!("a reader wrote to the backend");
-    }
-    fn get(&self, _kind: Kind, _name: &str) -> Result<Vec<u8>> {
-        Ok(self.0.clone())
-    }
-    fn get_range(&self, _kind: Kind, _name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
-        let start = usize::try_from(offset)
-            .unwrap_or(usize::MAX)
-            .min(self.0.len());
-        let end = usize::try_from(offset.saturating_add(len))
-            .unwrap_or(usize::MAX)
-            .min(self.0.len());
-        Ok(self.0[start..end].to_vec())
-    }
-    fn size(&self, _kind: Kind, _name: &str) -> Result<u64> {
-        Ok(self.0.len() as u64)
-    }
-    fn list(&self, _kind: Kind) -> Result<Vec<String>> {
-        Ok(Vec::new())
-    }
-    fn delete(&self, _kind: Kind, _name: &str) -> Result<()> {
-        panic!("a reader deleted from the backend");
-    }
-    fn create(&self) -> Result<()> {
-        Err(Error::Invalid("read-only".into()))
-    }
-}
-
 /// Read a pack's trailer and decode every blob it lists. `None` if the trailer is refused;
 /// otherwise each entry with its bytes, or `None` for a blob that was refused.
 pub fn pack_blobs(data: &[u8]) -> Option<Vec<(PackEntry, Option<Vec<u8>>)>> {
     let id = PackId(content_hash(data));
-    let entries = read_trailer(&OnePack(data.to_vec()), &id).ok()?;
+    // An object store holding just this pack.
+    let one_pack = MemoryBackend::new();
+    one_pack.put(Kind::Pack, &id.to_hex(), data).ok()?;
+    let entries = read_trailer(&one_pack, &id).ok()?;
     let data_end = data
         .len()
         .saturating_sub(FOOTER_LEN + entries.len() * ENTRY_LEN) as u64;

@@ -1336,7 +1336,7 @@ impl Oracle {
     fn build(repo: &Path, copies: &HashMap<String, (PathBuf, PathBuf)>) -> Oracle {
         let r = Repository::open(Arc::new(LocalDir::new(repo))).unwrap();
         let reader = r.reader().unwrap();
-        let (snaps, broken) = yester::engine::snapshot::load_all(r.backend.as_ref()).unwrap();
+        let (snaps, broken) = yester::engine::snapshot::load_all(r.backend()).unwrap();
         assert!(broken.is_empty());
         let mut o = Oracle {
             files: Vec::new(),

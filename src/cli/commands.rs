@@ -14,7 +14,7 @@ use yester::engine::lookup::{lookup, Node};
 use yester::engine::restore::{self as restore_mod, RestoreOptions};
 use yester::engine::snapshot::SnapshotEntry;
 use yester::engine::tree::{Entry, NodeKind};
-use yester::engine::{lock, BlobId, BlobReader, Repository};
+use yester::engine::{BlobId, BlobReader, Repository};
 use yester::points::View;
 
 use super::{
@@ -55,15 +55,15 @@ pub fn init(ctx: &Ctx, a: InitArgs) -> Result<u8> {
     }
     let repo = Repository::init(Arc::new(LocalDir::new(&path)), config)?;
     if !ctx.quiet {
-        let c = &repo.config.chunk_sizes;
+        let c = &repo.config().chunk_sizes;
         println!(
             "created repository {} at {} (chunks {}/{}/{}, zstd level {})",
-            repo.config.id,
+            repo.config().id,
             path.display(),
             format::bytes(c.min_size.into()),
             format::bytes(c.avg_size.into()),
             format::bytes(c.max_size.into()),
-            repo.config.compression_level
+            repo.config().compression_level
         );
     }
     Ok(0)
@@ -90,7 +90,7 @@ pub fn backup(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
     let s = &report.snapshot;
     let dropped = yester::points::record_backup(&repo, &s.source, report.id, ctx.lock_wait)
         .context("the snapshot was saved but could not be added to the backup points")?;
-    let lowest = repo.config.levels.first().map_or("", |l| l.name.as_str());
+    let lowest = repo.config().levels.first().map_or("", |l| l.name.as_str());
     if a.json {
         let v = serde_json::json!({
             "id": report.id,
@@ -348,7 +348,7 @@ pub fn check(ctx: &Ctx, a: CheckArgs) -> Result<u8> {
 
 pub fn unlock(ctx: &Ctx, a: UnlockArgs) -> Result<u8> {
     let repo = ctx.open()?;
-    let removed = lock::unlock(repo.backend.as_ref(), a.all)?;
+    let removed = repo.unlock(a.all)?;
     if !ctx.quiet {
         for r in &removed {
             println!("removed {r}");

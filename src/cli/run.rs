@@ -68,7 +68,7 @@ fn backup_source(ctx: &Ctx, repo: &yester::engine::Repository, s: &SourceSpec) -
         (Ok(_), Err(e)) => Outcome::Failed(e),
         (Ok(r), Ok(())) => {
             let st = &r.snapshot.stats;
-            let lowest = repo.config.levels.first().map_or("", |l| l.name.as_str());
+            let lowest = repo.config().levels.first().map_or("", |l| l.name.as_str());
             let line = format!(
                 "snapshot {} {lowest}.0: {} files ({} unchanged), read {}, added {}, {:.1}s",
                 r.id.short(),
@@ -102,7 +102,7 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
         );
     }
     let repo = ctx.open()?;
-    let levels = &repo.config.levels;
+    let levels = &repo.config().levels;
     let Some(pos) = levels.iter().position(|l| l.name == a.level) else {
         let names: Vec<&str> = levels.iter().map(|l| l.name.as_str()).collect();
         bail!(

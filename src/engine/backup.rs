@@ -25,7 +25,7 @@ use super::id::{BlobId, SnapshotId};
 use super::lock;
 use super::pack::BlobKind;
 use super::repo::{BlobReader, Repository};
-use super::snapshot::{load_all, LinkTable, Snapshot, SnapshotStats, SNAPSHOT_VERSION};
+use super::snapshot::{LinkTable, Snapshot, SnapshotStats, SNAPSHOT_VERSION};
 use super::tree::{ChunkRef, Entry, HardlinkKey, NodeKind, Tree};
 use super::writer::SharedWriter;
 use std::os::fd::OwnedFd;
@@ -385,7 +385,7 @@ impl<P: Progress> Walker<'_, P> {
         // for its tasks (and this thread, while waiting, may run another file's work).
         let res = rayon::in_place_scope(|s| {
             CHUNK_BUF.with_borrow_mut(|buf| {
-                let mut chunker = Chunker::new(file, self.repo.config.chunk_sizes, buf);
+                let mut chunker = Chunker::new(file, self.repo.config().chunk_sizes, buf);
                 let mut chunks = Vec::new();
                 let mut read: u64 = 0;
                 loop {
@@ -399,7 +399,7 @@ impl<P: Progress> Walker<'_, P> {
                     let id = match self.zero_chunk.get() {
                         Some(z) if zeros && z.len == len => z.id,
                         _ => {
-                            let id = self.repo.key.blob_id(data);
+                            let id = self.repo.key().blob_id(data);
                             if zeros {
                                 let _ = self.zero_chunk.set(ChunkRef { id, len });
                             }
@@ -757,23 +757,13 @@ pub fn backup<P: Progress>(
     }
     prune(&mut root);
 
-    let _lock = lock::acquire(
-        repo.backend.clone(),
-        lock::REPOSITORY,
-        false,
-        "backup",
-        opts.lock_wait,
-    )?;
-    let cleaned = repo.backend.clean_incomplete()?;
-    if cleaned > 0 {
-        tracing::info!("removed {cleaned} temporary files left by interrupted writers");
-    }
+    let lock = repo.lock(lock::REPOSITORY, false, "backup", opts.lock_wait)?;
     let reader = repo.reader()?;
     // Files unchanged since the source's newest snapshot are not read again.
     let parent = if opts.force {
         None
     } else {
-        let (snaps, _) = load_all(repo.backend.as_ref())?;
+        let (snaps, _) = repo.snapshots()?;
         snaps
             .into_iter()
             .rev()
@@ -854,7 +844,9 @@ pub fn backup<P: Progress>(
         warnings,
         links,
     };
-    let id = snapshot.save(repo.backend.as_ref())?;
+    // A holder whose lease ran out (a prune may have taken the lock since) commits nothing.
+    lock.check()?;
+    let id = snapshot.save(repo.backend())?;
     Ok(BackupReport { id, snapshot })
 }
 

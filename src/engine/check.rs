@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::backend::Kind;
+use super::backend::{list_names, Kind};
 use super::error::Result;
 use super::id::{content_hash, BlobId, PackId};
 use super::index::{encode_index_file, read_index_file, Index, IndexedPack};
@@ -29,6 +29,8 @@ pub struct CheckReport {
     pub snapshots: usize,
     pub packs: usize,
     pub blobs: usize,
+    /// An index file is damaged (the index can be rebuilt from the pack trailers).
+    pub index_damaged: bool,
 }
 
 impl CheckReport {
@@ -122,14 +124,14 @@ pub fn check<P: CheckProgress>(
     opts: CheckOptions,
     progress: &mut P,
 ) -> Result<CheckReport> {
-    let be = repo.backend.as_ref();
+    let be = repo.backend();
     let mut report = CheckReport::default();
 
     // Index files, one by one, so one damaged file does not hide the others. `indexed` keeps
     // every pack an index file lists, also where another pack holds the same blobs.
     let mut index = Index::default();
     let mut indexed: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
-    for name in be.list(Kind::Index)? {
+    for name in list_names(be, Kind::Index)? {
         match read_index_file(be, &name) {
             Ok((_, packs)) => {
                 for p in packs {
@@ -137,16 +139,19 @@ pub fn check<P: CheckProgress>(
                     indexed.entry(p.pack).or_default().extend(p.entries);
                 }
             }
-            Err(e) => report.damage.push(format!(
-                "{e} (the packs are intact; `yester check --repair-index` rebuilds the index from them)"
-            )),
+            Err(e) => {
+                report.index_damaged = true;
+                report.damage.push(format!(
+                    "{e} (the packs are intact; the index can be rebuilt from them)"
+                ))
+            }
         }
     }
     index.finish();
     report.blobs = index.len();
 
     // Packs: trailers must agree with the index; with read_data, every blob must verify.
-    let packs = be.list(Kind::Pack)?;
+    let packs = list_names(be, Kind::Pack)?;
     report.packs = packs.len();
     let mut bad: HashMap<BlobId, String> = HashMap::new();
     for (i, name) in packs.iter().enumerate() {
@@ -221,7 +226,7 @@ pub fn check<P: CheckProgress>(
                 let stored = bytes
                     .get(start..start + en.stored_len as usize)
                     .unwrap_or(&[]);
-                if let Err(e) = decode_blob(&repo.key, en, stored, &object) {
+                if let Err(e) = decode_blob(repo.key(), en, stored, &object) {
                     report.damage.push(e.to_string());
                     bad.insert(en.id, format!("data damaged ({e})"));
                 }
@@ -245,10 +250,7 @@ pub fn check<P: CheckProgress>(
     let (snaps, broken) = load_all(be)?;
     report.snapshots = snaps.len();
     report.damage.extend(broken.iter().map(|e| e.to_string()));
-    let reader = BlobReader {
-        repo: repo.clone(),
-        index,
-    };
+    let reader = repo.reader_with(index);
     let mut walk = Walk {
         reader: &reader,
         bad,
@@ -272,17 +274,11 @@ pub fn check<P: CheckProgress>(
 /// Rebuild the index from the pack trailers alone: write one index file listing every readable
 /// pack, then delete the old index files. Returns the packs indexed and the unreadable ones.
 pub fn repair_index(repo: &Repository, wait: std::time::Duration) -> Result<(usize, Vec<String>)> {
-    let be = repo.backend.as_ref();
-    let _lock = super::lock::acquire(
-        repo.backend.clone(),
-        super::lock::REPOSITORY,
-        true,
-        "check --repair-index",
-        wait,
-    )?;
+    let be = repo.backend();
+    let _lock = repo.lock(super::lock::REPOSITORY, true, "check --repair-index", wait)?;
     let mut packs = Vec::new();
     let mut unreadable = Vec::new();
-    for name in be.list(Kind::Pack)? {
+    for name in list_names(be, Kind::Pack)? {
         let Ok(pack) = PackId::from_hex(&name) else {
             continue;
         };
@@ -291,7 +287,7 @@ pub fn repair_index(repo: &Repository, wait: std::time::Duration) -> Result<(usi
             Err(e) => unreadable.push(e.to_string()),
         }
     }
-    let old = be.list(Kind::Index)?;
+    let old = list_names(be, Kind::Index)?;
     let (id, bytes) = encode_index_file(&packs);
     be.put(Kind::Index, &id.to_hex(), &bytes)?;
     for name in old.into_iter().filter(|n| *n != id.to_hex()) {

@@ -5,6 +5,8 @@
 
 use std::path::PathBuf;
 
+use super::backend::{StoreError, StoreErrorKind};
+
 /// Result alias for the engine.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -20,7 +22,7 @@ pub enum Error {
     #[error("{path}: no space left on device (nothing was committed; free space and run again)")]
     NoSpace { path: String },
     /// The path does not hold a yester repository.
-    #[error("{0}: not a yester repository (no config; create one with `yester init`)")]
+    #[error("{0}: not a yester repository (no config)")]
     NotARepository(PathBuf),
     /// `init` on a path that already holds something.
     #[error("{0}: already exists and is not empty; refusing to initialise a repository there")]
@@ -53,9 +55,26 @@ pub enum Error {
     /// The repository is locked by a live process.
     #[error("repository is locked: {0}")]
     Locked(String),
-    /// A restore target exists and `--overwrite` was not given.
-    #[error("{0}: already exists; refusing to overwrite (use --overwrite)")]
+    /// A restore target exists and overwriting was not asked for.
+    #[error("{0}: already exists; refusing to overwrite")]
     WouldOverwrite(PathBuf),
+    /// A backend operation failed (not found, already exists, transient, other; running out
+    /// of space is [`Error::NoSpace`]).
+    #[error("{0}")]
+    Store(StoreError),
+    /// An operation that deletes data refused to run on a damaged repository: `index` says
+    /// whether an index file is what is damaged (the index can be rebuilt from the packs).
+    #[error("{what}; refusing to continue on a damaged repository")]
+    Damaged { what: String, index: bool },
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        match e.kind {
+            StoreErrorKind::NoSpace => Error::NoSpace { path: e.object },
+            _ => Error::Store(e),
+        }
+    }
 }
 
 impl Error {
@@ -70,6 +89,17 @@ impl Error {
             path: path.to_string(),
             err: source,
         }
+    }
+
+    /// Whether a repository object was not there (a backend's not-found, whatever the
+    /// backend); a user-supplied name that matched nothing is [`Error::NotFound`] instead.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::Store(e) if e.is_not_found())
+    }
+
+    /// Whether the backend said that trying again may work.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Store(e) if e.is_transient())
     }
 
     /// A corruption error for `object`.

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use super::backend::{Backend, Kind};
+use super::backend::{list_names, Backend, Kind};
 use super::codec::{Decoder, Encoder};
 use super::error::{Error, Result};
 use super::id::{content_hash, BlobId, IndexId, PackId};
@@ -120,7 +120,7 @@ impl Index {
     pub fn load(backend: &dyn Backend) -> Result<Self> {
         let started = std::time::Instant::now();
         let mut idx = Index::default();
-        idx.load_files(backend, &backend.list(Kind::Index)?)?;
+        idx.load_files(backend, &list_names(backend, Kind::Index)?)?;
         tracing::info!(
             "index: {} blobs from {} files in {:.3}s, {} KiB resident",
             idx.len(),

@@ -29,6 +29,8 @@ pub mod writer;
 pub mod zeros;
 
 #[cfg(test)]
+mod crash_tests;
+#[cfg(test)]
 pub(crate) mod testdata;
 
 pub use error::{Error, Result};

@@ -355,24 +355,27 @@ fn encode_trailer(entries: &[PackEntry]) -> Vec<u8> {
     e.buf
 }
 
+/// How much of a pack's end one request reads: the footer and the entries of up to about
+/// 1,300 blobs, so a trailer usually takes one request (a 16 MiB pack of 1 MiB chunks has a
+/// few dozen entries; only packs of many tiny files need a second one).
+const TRAILER_READ: u64 = 64 << 10;
+
 /// Read and verify a pack's trailer; every entry is checked to lie inside the pack.
 pub fn read_trailer(backend: &dyn Backend, pack: &PackId) -> Result<Vec<PackEntry>> {
     let name = pack.to_hex();
     let object = backend.describe(Kind::Pack, &name);
-    let size = backend.size(Kind::Pack, &name)?;
-    if size < (PACK_MAGIC.len() + FOOTER_LEN) as u64 {
+    let tail = backend.get_suffix(Kind::Pack, &name, TRAILER_READ)?;
+    let size = tail.size;
+    if size < (PACK_MAGIC.len() + FOOTER_LEN) as u64
+        || (tail.bytes.len() as u64) < FOOTER_LEN as u64
+    {
         return Err(Error::corrupt(
             &object,
             "pack is truncated (shorter than its trailer)",
         ));
     }
-    let footer = backend.get_range(
-        Kind::Pack,
-        &name,
-        size - FOOTER_LEN as u64,
-        FOOTER_LEN as u64,
-    )?;
-    let mut d = Decoder::new(&footer, &object);
+    let footer = &tail.bytes[tail.bytes.len() - FOOTER_LEN..];
+    let mut d = Decoder::new(footer, &object);
     let count = d.u32_le()? as u64;
     let _reserved = d.u32_le()?;
     let sum = d.array32()?;
@@ -390,7 +393,18 @@ pub fn read_trailer(backend: &dyn Backend, pack: &PackId) -> Result<Vec<PackEntr
         ));
     }
     let data_end = size - FOOTER_LEN as u64 - entries_len;
-    let mut table = backend.get_range(Kind::Pack, &name, data_end, entries_len)?;
+    // The entries end where the footer starts; what the suffix read did not reach is read now.
+    let have = (tail.bytes.len() - FOOTER_LEN) as u64;
+    let mut table = if have >= entries_len {
+        tail.bytes[(have - entries_len) as usize..tail.bytes.len() - FOOTER_LEN].to_vec()
+    } else {
+        let mut t = backend.get_range(Kind::Pack, &name, data_end, entries_len - have)?;
+        if t.len() as u64 != entries_len - have {
+            return Err(Error::corrupt(&object, "pack changed while it was read"));
+        }
+        t.extend_from_slice(&tail.bytes[..tail.bytes.len() - FOOTER_LEN]);
+        t
+    };
     table.extend_from_slice(&(count as u32).to_le_bytes());
     if content_hash(&table) != sum {
         return Err(Error::corrupt(&object, "pack trailer checksum mismatch"));
@@ -444,7 +458,7 @@ pub fn encode_entries(entries: &[PackEntry], out: &mut Encoder) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::backend::LocalDir;
+    use crate::engine::backend::MemoryBackend;
     use proptest::prelude::*;
 
     fn sample_pack() -> (PackId, Vec<u8>) {
@@ -478,9 +492,7 @@ mod tests {
         /// outside the pack.
         #[test]
         fn damaged_trailers_never_panic(pos in any::<usize>(), val in any::<u8>(), cut in any::<bool>()) {
-            let dir = tempfile::tempdir().unwrap();
-            let be = LocalDir::new(dir.path().join("r"));
-            be.create().unwrap();
+            let be = MemoryBackend::new();
             let (id, mut bytes) = sample_pack();
             let p = pos % bytes.len();
             if cut { bytes.truncate(p) } else { bytes[p] ^= val | 1 }
@@ -507,6 +519,25 @@ mod tests {
             let p = pos % stored.len();
             stored[p] ^= val;
             prop_assert!(decode_blob(&key, &entry, &stored, "t").is_err());
+        }
+    }
+
+    /// A trailer longer than the first suffix read is completed with a second read, and one
+    /// that fits is read whole; both give the entries the pack was built with.
+    #[test]
+    fn trailers_longer_and_shorter_than_one_suffix_read() {
+        let key = BlobKey([5; 32]);
+        let be = MemoryBackend::new();
+        for n in [1u32, 3, TRAILER_READ as u32 / ENTRY_LEN as u32 + 50] {
+            let mut b = PackBuilder::new();
+            for i in 0..n {
+                let raw = i.to_le_bytes();
+                b.add(EncodedBlob::encode(&key, BlobKind::Data, &raw, 3).unwrap())
+                    .unwrap();
+            }
+            let (id, bytes, entries) = b.finish();
+            be.put(Kind::Pack, &id.to_hex(), &bytes).unwrap();
+            assert!(read_trailer(&be, &id).unwrap() == entries, "{n} blobs");
         }
     }
 

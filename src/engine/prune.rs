@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use super::backend::Kind;
+use super::backend::{list_names, Kind, ObjectInfo};
 use super::error::{Error, Result};
 use super::failpoint::failpoint;
 use super::id::{BlobId, PackId};
@@ -64,11 +64,9 @@ fn live_blobs(reader: &BlobReader, roots: &[BlobId]) -> Result<HashSet<BlobId>> 
         if !live.insert(id) {
             continue;
         }
-        let tree = reader.read_tree(&id).map_err(|e| {
-            Error::Invalid(format!(
-                "cannot read tree {}: {e}; refusing to prune a repository with damaged trees (run `yester check`)",
-                id.short()
-            ))
+        let tree = reader.read_tree(&id).map_err(|e| Error::Damaged {
+            what: format!("cannot read tree {}: {e}", id.short()),
+            index: false,
         })?;
         for e in &tree.entries {
             match e.kind {
@@ -83,28 +81,18 @@ fn live_blobs(reader: &BlobReader, roots: &[BlobId]) -> Result<HashSet<BlobId>> 
 
 /// Prune the repository.
 pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
-    let be = repo.backend.as_ref();
-    let _lock = lock::acquire(
-        repo.backend.clone(),
-        lock::REPOSITORY,
-        true,
-        "prune",
-        opts.lock_wait,
-    )?;
-    if !opts.dry_run {
-        be.clean_incomplete()?;
-    }
+    let be = repo.backend();
+    let lock = repo.lock(lock::REPOSITORY, true, "prune", opts.lock_wait)?;
     let mut report = PruneReport::default();
 
     // Every index file must be readable: a blob we cannot see might be one we would delete.
-    let index_files = be.list(Kind::Index)?;
+    let index_files = list_names(be, Kind::Index)?;
     let mut by_pack: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
     let mut index = Index::default();
     for name in &index_files {
-        let (_, packs) = read_index_file(be, name).map_err(|e| {
-            Error::Invalid(format!(
-                "{e}; run `yester check --repair-index` before pruning"
-            ))
+        let (_, packs) = read_index_file(be, name).map_err(|e| Error::Damaged {
+            what: e.to_string(),
+            index: true,
         })?;
         for p in packs {
             index.add_pack(&p);
@@ -114,15 +102,13 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     index.finish();
     let (snaps, broken) = load_all(be)?;
     if let Some(e) = broken.first() {
-        return Err(Error::Invalid(format!(
-            "{e}; refusing to prune while a snapshot record is unreadable"
-        )));
+        return Err(Error::Damaged {
+            what: format!("{e} (a snapshot record is unreadable)"),
+            index: false,
+        });
     }
     report.snapshots = snaps.len();
-    let reader = BlobReader {
-        repo: repo.clone(),
-        index,
-    };
+    let reader = repo.reader_with(index);
     let roots: Vec<BlobId> = snaps.iter().map(|s| s.snapshot.tree).collect();
     let mut live = live_blobs(&reader, &roots)?;
     live.extend(snaps.iter().filter_map(|s| s.snapshot.links));
@@ -134,22 +120,22 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     };
     let on_disk = be.list(Kind::Pack)?;
     report.packs_total = on_disk.len();
-    let on_disk_set: HashSet<&str> = on_disk.iter().map(String::as_str).collect();
+    let on_disk_set: HashSet<&str> = on_disk.iter().map(|o| o.name.as_str()).collect();
     if let Some(missing) = by_pack
         .keys()
         .find(|p| !on_disk_set.contains(p.to_hex().as_str()))
     {
-        return Err(Error::Invalid(format!(
-            "pack {} is indexed but missing; run `yester check` before pruning",
-            missing.short()
-        )));
+        return Err(Error::Damaged {
+            what: format!("pack {} is indexed but missing", missing.short()),
+            index: false,
+        });
     }
     let mut delete: Vec<(String, u64)> = Vec::new();
     let mut repack: Vec<PackId> = Vec::new();
     let mut keep: Vec<IndexedPack> = Vec::new();
     let mut repack_garbage: u64 = 0;
-    for name in &on_disk {
-        let size = be.size(Kind::Pack, name)?;
+    for ObjectInfo { name, size } in &on_disk {
+        let size = *size;
         let Some((pack, entries)) = PackId::from_hex(name)
             .ok()
             .and_then(|p| by_pack.get(&p).map(|e| (p, e)))
@@ -202,7 +188,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
             let stored = bytes
                 .get(e.offset as usize..(e.offset + e.stored_len) as usize)
                 .unwrap_or(&[]);
-            match decode_blob(&repo.key, e, stored, &object) {
+            match decode_blob(repo.key(), e, stored, &object) {
                 Ok(raw) => blobs.push((e.id, e.kind, raw)),
                 Err(err) => {
                     damaged = Some(err);
@@ -239,6 +225,8 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
         Some(id.to_hex())
     };
     failpoint("prune-after-new-index");
+    // Deleting needs the exclusive lock still held: a backup may run once its lease is gone.
+    lock.check()?;
     // 3. The old index files. Objects are named by content, so a pack or index file written
     //    just now may have the name of one that was there before (e.g. after a prune killed
     //    half-way): those stay.

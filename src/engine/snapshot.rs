@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::backend::{Backend, Kind};
+use super::backend::{list_names, Backend, Kind};
 use super::error::{Error, Result};
 use super::id::{content_hash, BlobId, SnapshotId};
 
@@ -183,7 +183,7 @@ pub fn load_all_reusing(
         known.iter().map(|e| (e.id, e)).collect();
     let mut ok = Vec::new();
     let mut bad = Vec::new();
-    for name in backend.list(Kind::Snapshot)? {
+    for name in list_names(backend, Kind::Snapshot)? {
         let object = backend.describe(Kind::Snapshot, &name);
         if let Some(e) = SnapshotId::from_hex(&name)
             .ok()
@@ -203,6 +203,8 @@ pub fn load_all_reusing(
             });
         match res {
             Ok(e) => ok.push(e),
+            // Deleted between the listing and the read (a forget or rotation): it is gone.
+            Err(e) if e.is_not_found() => {}
             Err(e) => bad.push(e),
         }
     }

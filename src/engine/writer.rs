@@ -81,8 +81,8 @@ impl PackFiles {
     }
 
     fn pack_capacity(repo: &Repository) -> usize {
-        let max_blob = repo.config.chunk_sizes.max_size as usize;
-        repo.config.pack_size as usize + max_blob + (1 << 20)
+        let max_blob = repo.config().chunk_sizes.max_size as usize;
+        repo.config().pack_size as usize + max_blob + (1 << 20)
     }
 
     fn add(&mut self, blob: EncodedBlob) -> Result<()> {
@@ -91,7 +91,7 @@ impl PackFiles {
         stats.bytes_added += u64::from(blob.raw_len);
         stats.stored_bytes_added += blob.bytes.len() as u64;
         self.pack.add(blob)?;
-        if self.pack.len() >= self.repo.config.pack_size as usize {
+        if self.pack.len() >= self.repo.config().pack_size as usize {
             self.write_pack()?;
         }
         Ok(())
@@ -108,13 +108,14 @@ impl PackFiles {
         );
         let full = std::mem::replace(&mut self.pack, next);
         let (id, bytes, entries) = full.finish();
-        let backend = self.repo.backend.clone();
+        let backend = self.repo.backend_arc();
         let put = std::thread::Builder::new()
             .name("yester-pack-put".into())
             .spawn(move || {
                 backend
                     .put(Kind::Pack, &id.to_hex(), &bytes)
                     .map(|()| bytes)
+                    .map_err(Error::from)
             })
             .map_err(|e| Error::io("pack writer thread", e))?;
         self.writing = Some(put);
@@ -146,7 +147,7 @@ impl PackFiles {
             return Ok(());
         }
         let (id, bytes) = encode_index_file(&self.unindexed);
-        self.repo.backend.put(Kind::Index, &id.to_hex(), &bytes)?;
+        self.repo.backend().put(Kind::Index, &id.to_hex(), &bytes)?;
         self.written.indexes.push(id);
         self.unindexed.clear();
         self.unindexed_entries = 0;
@@ -197,7 +198,7 @@ impl<'a> BlobWriter<'a> {
 
     /// Add a blob by content; returns its id.
     pub fn add(&mut self, kind: BlobKind, raw: &[u8]) -> Result<BlobId> {
-        let id = self.repo.key.blob_id(raw);
+        let id = self.repo.key().blob_id(raw);
         self.add_with_id(id, kind, raw)?;
         Ok(id)
     }
@@ -217,7 +218,7 @@ impl<'a> BlobWriter<'a> {
     }
 
     fn drain_batch(&mut self) -> Result<()> {
-        let level = self.repo.config.compression_level;
+        let level = self.repo.config().compression_level;
         let batch = std::mem::take(&mut self.batch);
         self.batch_bytes = 0;
         let encoded: Vec<Result<EncodedBlob>> = batch
@@ -286,7 +287,7 @@ impl<'a> SharedWriter<'a> {
 
     /// Add a blob by content; returns its id.
     pub fn add(&self, kind: BlobKind, raw: &[u8]) -> Result<BlobId> {
-        let id = self.repo.key.blob_id(raw);
+        let id = self.repo.key().blob_id(raw);
         self.add_with_id(id, kind, raw)?;
         Ok(id)
     }
@@ -308,7 +309,8 @@ impl<'a> SharedWriter<'a> {
 
     /// Compress a claimed blob on the calling thread and append it to the open pack.
     pub fn store(&self, id: BlobId, kind: BlobKind, raw: &[u8]) -> Result<()> {
-        let blob = EncodedBlob::encode_with_id(id, kind, raw, self.repo.config.compression_level)?;
+        let blob =
+            EncodedBlob::encode_with_id(id, kind, raw, self.repo.config().compression_level)?;
         // A thread that panicked while appending left at worst a pack that is never written
         // in full; the panic itself ends the backup.
         let mut p = self.packing.lock().unwrap_or_else(|p| p.into_inner());

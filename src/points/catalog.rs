@@ -82,12 +82,12 @@ impl Catalog {
     /// Replace the stored catalogue atomically.
     pub fn save(&self, backend: &dyn Backend) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(self).map_err(|e| Error::Invalid(e.to_string()))?;
-        backend.put(Kind::Catalog, &self.source, &bytes)
+        Ok(backend.put(Kind::Catalog, &self.source, &bytes)?)
     }
 
     /// Names of all sources that have a catalogue.
     pub fn sources(backend: &dyn Backend) -> Result<Vec<String>> {
-        backend.list(Kind::Catalog)
+        Ok(crate::engine::backend::list_names(backend, Kind::Catalog)?)
     }
 
     /// The snapshot a point names.

@@ -12,7 +12,6 @@ pub mod view;
 
 use std::time::Duration;
 
-use crate::engine::backend::Kind;
 use crate::engine::lock::{self, LockGuard};
 use crate::engine::{Repository, Result, SnapshotId};
 
@@ -32,18 +31,11 @@ fn lock_points(
     wait: Duration,
 ) -> Result<(LockGuard, LockGuard)> {
     crate::engine::snapshot::check_source_name(source)?;
-    let repo_lock = lock::acquire(repo.backend.clone(), lock::REPOSITORY, false, op, wait)?;
+    // (Taking the locks is this process's first write: the backend removes dead writers' temp
+    // files then, so the leftovers of a killed rotation or forget do not pile up.)
+    let repo_lock = repo.lock(lock::REPOSITORY, false, op, wait)?;
     let scope = format!("points/{source}");
-    let points_lock = lock::acquire(
-        repo.backend.clone(),
-        &scope,
-        true,
-        op,
-        wait.max(MIN_POINTS_WAIT),
-    )?;
-    // Like backup and prune, remove dead writers' temp files, so the leftovers of a killed
-    // rotation or forget are cleaned by the next one and do not pile up.
-    repo.backend.clean_incomplete()?;
+    let points_lock = repo.lock(&scope, true, op, wait.max(MIN_POINTS_WAIT))?;
     Ok((repo_lock, points_lock))
 }
 
@@ -51,7 +43,7 @@ fn lock_points(
 /// a crash in between leaves an unnamed snapshot, never a point naming a missing one).
 fn forget_records(repo: &Repository, ids: &[SnapshotId]) -> Result<()> {
     for id in ids {
-        repo.backend.delete(Kind::Snapshot, &id.to_hex())?;
+        repo.delete_snapshot(id)?;
     }
     Ok(())
 }
@@ -63,10 +55,12 @@ pub fn record_backup(
     id: SnapshotId,
     wait: Duration,
 ) -> Result<Vec<SnapshotId>> {
-    let _locks = lock_points(repo, source, "backup", wait)?;
-    let mut cat = Catalog::load(repo.backend.as_ref(), source)?;
-    let dropped = cat.add_backup(&repo.config.levels, id)?;
-    cat.save(repo.backend.as_ref())?;
+    let locks = lock_points(repo, source, "backup", wait)?;
+    let mut cat = Catalog::load(repo.backend(), source)?;
+    let dropped = cat.add_backup(&repo.config().levels, id)?;
+    // Two edits of one catalogue must not overlap: save only under a live lease.
+    locks.1.check()?;
+    cat.save(repo.backend())?;
     forget_records(repo, &dropped)?;
     Ok(dropped)
 }
@@ -78,11 +72,12 @@ pub fn rotate(
     level: &str,
     wait: Duration,
 ) -> Result<RotateOutcome> {
-    let _locks = lock_points(repo, source, "rotate", wait)?;
-    let mut cat = Catalog::load(repo.backend.as_ref(), source)?;
-    let outcome = cat.rotate(&repo.config.levels, level)?;
+    let locks = lock_points(repo, source, "rotate", wait)?;
+    let mut cat = Catalog::load(repo.backend(), source)?;
+    let outcome = cat.rotate(&repo.config().levels, level)?;
     if let RotateOutcome::Promoted { dropped, .. } = &outcome {
-        cat.save(repo.backend.as_ref())?;
+        locks.1.check()?;
+        cat.save(repo.backend())?;
         crate::engine::failpoint::failpoint("rotate-after-catalog");
         forget_records(repo, dropped)?;
     }
@@ -91,14 +86,15 @@ pub fn rotate(
 
 /// Remove snapshots of `source` from its points and delete their records.
 pub fn forget(repo: &Repository, source: &str, ids: &[SnapshotId], wait: Duration) -> Result<()> {
-    let _locks = lock_points(repo, source, "forget", wait)?;
-    let mut cat = Catalog::load(repo.backend.as_ref(), source)?;
+    let locks = lock_points(repo, source, "forget", wait)?;
+    let mut cat = Catalog::load(repo.backend(), source)?;
     let mut changed = false;
     for id in ids {
         changed |= cat.remove(id);
     }
+    locks.1.check()?;
     if changed {
-        cat.save(repo.backend.as_ref())?;
+        cat.save(repo.backend())?;
     }
     forget_records(repo, ids)
 }

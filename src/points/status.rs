@@ -2,7 +2,6 @@
 
 use std::time::SystemTime;
 
-use crate::engine::backend::Kind;
 use crate::engine::{Repository, Result};
 
 use super::view::View;
@@ -35,12 +34,5 @@ pub fn status(repo: &Repository, view: &View, now: SystemTime) -> Result<(Vec<So
             points: sv.catalog.points(&view.levels).len(),
         })
         .collect();
-    let be = repo.backend.as_ref();
-    let mut size = 0;
-    for kind in [Kind::Pack, Kind::Index, Kind::Snapshot, Kind::Catalog] {
-        for name in be.list(kind)? {
-            size += be.size(kind, &name).unwrap_or(0);
-        }
-    }
-    Ok((out, size))
+    Ok((out, repo.stored_size()?))
 }

@@ -75,7 +75,7 @@ impl View {
 
     /// As [`View::load`], reusing snapshot records already parsed.
     pub fn load_reusing(repo: &Repository, known: &[SnapshotEntry]) -> Result<(View, Vec<Error>)> {
-        let be = repo.backend.as_ref();
+        let be = repo.backend();
         let (all, broken) = load_all_reusing(be, known)?;
         let mut sources: BTreeMap<String, SourceView> = BTreeMap::new();
         for s in &all {
@@ -107,7 +107,7 @@ impl View {
         }
         Ok((
             View {
-                levels: repo.config.levels.clone(),
+                levels: repo.config().levels.clone(),
                 sources,
                 all,
             },

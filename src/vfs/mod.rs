@@ -127,11 +127,7 @@ pub struct Vfs {
 /// repacked the blob into a new pack and deleted the old one (or dropped the blob). Damaged
 /// data is not retried.
 fn moved(e: &crate::engine::Error) -> bool {
-    match e {
-        crate::engine::Error::Io { err, .. } => err.kind() == std::io::ErrorKind::NotFound,
-        crate::engine::Error::MissingBlob(_) => true,
-        _ => false,
-    }
+    e.is_not_found() || matches!(e, crate::engine::Error::MissingBlob(_))
 }
 
 /// `a/b` from `a` and `b` (`b` alone when `a` is empty).

@@ -9,7 +9,6 @@
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
-use crate::engine::backend::Kind;
 use crate::engine::tree::Timestamp;
 use crate::engine::{BlobReader, Repository, Result};
 use crate::points::View;
@@ -72,30 +71,13 @@ fn load(repo: &Repository, prev: Option<&State>) -> Result<State> {
     for e in broken {
         tracing::warn!("{e}");
     }
-    let names = repo.backend.list(Kind::Index)?;
     let reader = match prev {
-        // Index files are immutable: when none went away, only the new ones need reading.
-        Some(p)
-            if p.reader
-                .index
-                .file_names()
-                .iter()
-                .all(|n| names.contains(n)) =>
-        {
-            let known = p.reader.index.file_names();
-            let new: Vec<String> = names.into_iter().filter(|n| !known.contains(n)).collect();
-            if new.is_empty() {
-                p.reader.clone()
-            } else {
-                let mut index = p.reader.index.clone();
-                index.load_files(repo.backend.as_ref(), &new)?;
-                Arc::new(BlobReader {
-                    repo: repo.clone(),
-                    index,
-                })
-            }
-        }
-        _ => Arc::new(repo.reader()?),
+        // Index files are immutable: only new ones need reading.
+        Some(p) => match repo.refresh_reader(&p.reader)? {
+            Some(r) => Arc::new(r),
+            None => p.reader.clone(),
+        },
+        None => Arc::new(repo.reader()?),
     };
     let changed = match prev {
         Some(p) if same_listings(&p.view, &view) => p.changed,
