@@ -37,7 +37,13 @@ pub fn status(repo: &Repository, view: &View, now: SystemTime) -> Result<(Vec<So
         .collect();
     let be = repo.backend.as_ref();
     let mut size = 0;
-    for kind in [Kind::Pack, Kind::Index, Kind::Snapshot, Kind::Catalog] {
+    for kind in [
+        Kind::Pack,
+        Kind::Index,
+        Kind::Snapshot,
+        Kind::Catalog,
+        Kind::CatalogGen,
+    ] {
         for name in be.list(kind)? {
             size += be.size(kind, &name).unwrap_or(0);
         }
