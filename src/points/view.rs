@@ -305,6 +305,67 @@ fn after_components(spec: &[u8], n: usize) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::backend::LocalDir;
+    use crate::engine::config::{ChunkerParams, RepoConfig};
+
+    fn repo() -> (tempfile::TempDir, Repository) {
+        let t = tempfile::tempdir().unwrap();
+        let be = std::sync::Arc::new(LocalDir::new(t.path().join("repo")));
+        let config = RepoConfig::new(ChunkerParams::default(), 3).unwrap();
+        (t, Repository::init(be, config).unwrap())
+    }
+
+    fn save(repo: &Repository, source: &str, n: u8) -> Generation {
+        let be = repo.backend.as_ref();
+        let next = Catalog::load(be, source).unwrap().next_seq;
+        let mut c = Catalog::new(source);
+        let id = SnapshotId::from_hex(&hex::encode([n; 32])).unwrap();
+        c.levels.insert("hourly".into(), vec![id]);
+        c.save(be, next).unwrap()
+    }
+
+    #[test]
+    fn one_damaged_catalogue_costs_only_its_source_and_reloads_keep_the_last_good_one() {
+        let (_t, repo) = repo();
+        let web = save(&repo, "web1", 1);
+        let db = save(&repo, "db1", 2);
+        let path = |g: &Generation| std::path::PathBuf::from(g.describe(repo.backend.as_ref()));
+        let (first, broken) = View::load(&repo).unwrap();
+        assert!(broken.is_empty());
+        assert_eq!(first.sources["web1"].generation, Some(web.clone()));
+
+        // web1's only generation is damaged in place: the running view, which parsed it
+        // already, does not read it again and keeps its points.
+        std::fs::write(path(&web), b"{").unwrap();
+        let (second, broken) = View::load_reusing(&repo, Some(&first)).unwrap();
+        assert!(broken.is_empty(), "{broken:?}");
+        assert_eq!(
+            second.sources["web1"].catalog,
+            first.sources["web1"].catalog
+        );
+
+        // A fresh load sees the damage for web1 only.
+        let (fresh, broken) = View::load(&repo).unwrap();
+        assert_eq!(broken.len(), 1, "{broken:?}");
+        assert!(broken[0].to_string().contains(&web.object_name()));
+        assert!(fresh.sources["web1"].catalog.levels.is_empty());
+        assert_eq!(fresh.sources["db1"].generation, Some(db.clone()));
+
+        // A newer damaged generation and the old one gone: nothing of web1 can be read, so a
+        // reload keeps the last good catalogue; it reports the new damage once.
+        let newer = save(&repo, "web1", 3);
+        std::fs::remove_file(path(&web)).unwrap();
+        std::fs::write(path(&newer), b"").unwrap();
+        let (third, broken) = View::load_reusing(&repo, Some(&second)).unwrap();
+        assert_eq!(broken.len(), 1, "{broken:?}");
+        assert_eq!(third.sources["web1"].catalog, first.sources["web1"].catalog);
+        assert_eq!(third.sources["db1"].generation, Some(db));
+        let (_, broken) = View::load_reusing(&repo, Some(&third)).unwrap();
+        assert!(
+            broken.is_empty(),
+            "known damage is not reported again: {broken:?}"
+        );
+    }
 
     #[test]
     fn components() {
