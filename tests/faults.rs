@@ -501,12 +501,27 @@ fn killed_backups_leave_a_consistent_repository() {
     );
 }
 
+/// The newest generation of a source's point catalogue (docs/FORMAT.md, "Point catalogues":
+/// `catalogs/<source>/<seq>-<hash>`, the sequence number zero-padded, so the last name in
+/// order; the legacy `points/<source>` when there is none).
+fn newest_catalog(repo: &Path, source: &str) -> PathBuf {
+    let dir = repo.join("catalogs").join(source);
+    let mut names: Vec<PathBuf> = match fs::read_dir(&dir) {
+        Ok(rd) => rd.map(|e| e.unwrap().path()).collect(),
+        Err(_) => Vec::new(),
+    };
+    names.sort();
+    names
+        .pop()
+        .unwrap_or_else(|| repo.join("points").join(source))
+}
+
 /// A source's point catalogue: level -> snapshot ids, newest first.
 type Catalog = BTreeMap<String, Vec<String>>;
 
 fn catalog(repo: &Path, source: &str) -> Catalog {
     let v: serde_json::Value =
-        serde_json::from_slice(&fs::read(repo.join("points").join(source)).unwrap()).unwrap();
+        serde_json::from_slice(&fs::read(newest_catalog(repo, source)).unwrap()).unwrap();
     v["levels"]
         .as_object()
         .unwrap()
@@ -1008,8 +1023,14 @@ fn judge_state(
         };
         assert_restores(dir, id, src, copy, scratch, when);
     }
-    for e in fs::read_dir(dir.join("points")).unwrap() {
-        let p = e.unwrap().path();
+    let sources: Vec<String> = fs::read_dir(dir.join("catalogs"))
+        .map(|rd| {
+            rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    for source in sources {
+        let p = newest_catalog(dir, &source);
         let v: serde_json::Value = serde_json::from_slice(&fs::read(&p).unwrap())
             .map_err(|e| format!("{}: {e}", p.display()))?;
         for ids in v["levels"].as_object().unwrap().values() {

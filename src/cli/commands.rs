@@ -323,6 +323,11 @@ pub fn check(ctx: &Ctx, a: CheckArgs) -> Result<u8> {
         },
         &mut super::progress::CheckBar::new(ctx.quiet),
     )?;
+    // Point catalogues are the points module's business (docs/FORMAT.md, "Point catalogues").
+    let cats = yester::points::check_catalogs(&repo)?;
+    let mut r = r;
+    r.notes.extend(cats.notes);
+    r.damage.extend(cats.damage);
     for n in &r.notes {
         eprintln!("note: {n}");
     }

@@ -222,10 +222,12 @@ pub fn prune(ctx: &Ctx, a: PruneArgs) -> Result<u8> {
             lock_wait: ctx.lock_wait,
         },
     )?;
+    // Superseded point catalogue generations (docs/FORMAT.md, "Point catalogues").
+    let cats = yester::points::prune_catalogs(&repo, a.dry_run)?;
     if let Some(s) = spin {
         s.finish_and_clear();
     }
-    for w in &r.warnings {
+    for w in r.warnings.iter().chain(&cats.warnings) {
         eprintln!("yester: {w}");
     }
     if !ctx.quiet {
@@ -242,6 +244,17 @@ pub fn prune(ctx: &Ctx, a: PruneArgs) -> Result<u8> {
             format::bytes(r.bytes_freed.max(0) as u64),
             if a.dry_run { "would be freed" } else { "freed" }
         );
+        if !cats.deleted.is_empty() {
+            println!(
+                "{}{} superseded point catalogue generations",
+                if a.dry_run {
+                    "dry run: would delete "
+                } else {
+                    "deleted "
+                },
+                cats.deleted.len()
+            );
+        }
     }
     Ok(0)
 }

@@ -8,7 +8,7 @@ use crate::engine::config::Level;
 use crate::engine::snapshot::{load_all_reusing, resolve as resolve_id, SnapshotEntry};
 use crate::engine::{Error, Repository, Result, SnapshotId};
 
-use super::catalog::Catalog;
+use super::catalog::{self, Cache, Catalog, Generation};
 use super::name::{dated_name, PointName};
 
 /// Which snapshot a name selects: the one selector type of the CLI, the FUSE mount and NFS.
@@ -32,6 +32,8 @@ pub struct SourceView {
     /// Dated name of each snapshot, parallel to `snapshots`.
     pub dated: Vec<String>,
     pub catalog: Catalog,
+    /// The catalogue generation `catalog` came from (None: no generation verifies).
+    pub generation: Option<Generation>,
 }
 
 impl SourceView {
@@ -65,18 +67,29 @@ pub struct View {
     pub sources: BTreeMap<String, SourceView>,
     /// All snapshots, oldest first.
     pub all: Vec<SnapshotEntry>,
+    /// Catalogue generations read so far, so a reload reads only new ones.
+    pub catalogs: Cache,
 }
 
 impl View {
-    /// Load snapshots and catalogues; unreadable snapshot records are returned as errors.
+    /// Load snapshots and catalogues. Unreadable snapshot records and damaged catalogue
+    /// generations are returned as errors beside the view, which holds everything else: a
+    /// source whose newest catalogue generation is damaged shows the points of the newest one
+    /// that verifies, and a source with none shows no points (its snapshots still show under
+    /// `snapshots/<source>/`).
     pub fn load(repo: &Repository) -> Result<(View, Vec<Error>)> {
-        Self::load_reusing(repo, &[])
+        Self::load_reusing(repo, None)
     }
 
-    /// As [`View::load`], reusing snapshot records already parsed.
-    pub fn load_reusing(repo: &Repository, known: &[SnapshotEntry]) -> Result<(View, Vec<Error>)> {
+    /// As [`View::load`], reusing what `prev` (the view of a moment ago) already parsed:
+    /// snapshot records by id and catalogue generations by name, so a reload lists the
+    /// objects and reads only new ones. Damaged generations `prev` already knew are not
+    /// reported again. A source none of whose listed generations can be read keeps `prev`'s
+    /// catalogue (the last good state), and so do all sources if the catalogues cannot be
+    /// listed at all.
+    pub fn load_reusing(repo: &Repository, prev: Option<&View>) -> Result<(View, Vec<Error>)> {
         let be = repo.backend();
-        let (all, broken) = load_all_reusing(be, known)?;
+        let (all, mut broken) = load_all_reusing(be, prev.map_or(&[][..], |p| &p.all))?;
         let mut sources: BTreeMap<String, SourceView> = BTreeMap::new();
         for s in &all {
             sources
@@ -85,11 +98,61 @@ impl View {
                 .snapshots
                 .push(s.clone());
         }
-        for name in Catalog::sources(be)? {
-            sources.entry(name).or_default();
+        let listing = match (catalog::list(be), prev) {
+            (Ok(l), _) => Some(l),
+            (Err(e), Some(p)) => {
+                tracing::warn!("keeping the backup points last read: {e}");
+                for name in p.sources.keys() {
+                    sources.entry(name.clone()).or_default();
+                }
+                None
+            }
+            (Err(e), None) => return Err(e),
+        };
+        if let Some(l) = &listing {
+            for name in l.sources.keys() {
+                sources.entry(name.clone()).or_default();
+            }
         }
+        let prev_cache = prev.map(|p| &p.catalogs);
+        let mut catalogs = Cache::new();
         for (name, sv) in sources.iter_mut() {
-            sv.catalog = Catalog::load(be, name)?;
+            let last_good = prev
+                .and_then(|p| p.sources.get(name))
+                .filter(|p| p.generation.is_some());
+            match &listing {
+                Some(l) => {
+                    let gens = l.sources.get(name).map_or(&[][..], Vec::as_slice);
+                    let loaded = catalog::load_newest(be, name, gens, prev_cache, &mut catalogs);
+                    let unreadable = loaded.from.is_none() && !gens.is_empty();
+                    let news = !loaded.problems.is_empty();
+                    broken.extend(loaded.problems);
+                    match last_good {
+                        Some(p) if unreadable => {
+                            if news {
+                                tracing::warn!(
+                                    "no point catalogue of {name} can be read now; keeping \
+                                     the points last read"
+                                );
+                            }
+                            sv.catalog = p.catalog.clone();
+                            sv.generation = p.generation.clone();
+                        }
+                        _ => {
+                            sv.catalog = loaded.catalog;
+                            sv.generation = loaded.from;
+                        }
+                    }
+                }
+                None => {
+                    if let Some(p) = last_good {
+                        sv.catalog = p.catalog.clone();
+                        sv.generation = p.generation.clone();
+                    } else {
+                        sv.catalog = Catalog::new(name);
+                    }
+                }
+            }
             // Two snapshots in one second: the later ones get their short id appended.
             let mut seen = std::collections::HashSet::new();
             sv.dated = sv
@@ -105,11 +168,17 @@ impl View {
                 })
                 .collect();
         }
+        if listing.is_none() {
+            if let Some(p) = prev_cache {
+                catalogs.clone_from(p);
+            }
+        }
         Ok((
             View {
                 levels: repo.config().levels.clone(),
                 sources,
                 all,
+                catalogs,
             },
             broken,
         ))
@@ -165,5 +234,71 @@ impl Selector {
             Selector::Latest { .. } => super::name::LATEST.to_string(),
             Selector::Dated { .. } => super::name::SNAPSHOTS.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::backend::LocalDir;
+    use crate::engine::config::{ChunkerParams, RepoConfig};
+
+    fn repo() -> (tempfile::TempDir, Repository) {
+        let t = tempfile::tempdir().unwrap();
+        let be = std::sync::Arc::new(LocalDir::new(t.path().join("repo")));
+        let config = RepoConfig::new(ChunkerParams::default(), 3).unwrap();
+        (t, Repository::init(be, config).unwrap())
+    }
+
+    fn save(repo: &Repository, source: &str, n: u8) -> Generation {
+        let be = repo.backend();
+        let next = Catalog::load(be, source).unwrap().next_seq;
+        let mut c = Catalog::new(source);
+        let id = SnapshotId::from_hex(&hex::encode([n; 32])).unwrap();
+        c.levels.insert("hourly".into(), vec![id]);
+        c.save(be, next).unwrap()
+    }
+
+    #[test]
+    fn one_damaged_catalogue_costs_only_its_source_and_reloads_keep_the_last_good_one() {
+        let (_t, repo) = repo();
+        let web = save(&repo, "web1", 1);
+        let db = save(&repo, "db1", 2);
+        let path = |g: &Generation| std::path::PathBuf::from(g.describe(repo.backend()));
+        let (first, broken) = View::load(&repo).unwrap();
+        assert!(broken.is_empty());
+        assert_eq!(first.sources["web1"].generation, Some(web.clone()));
+
+        // web1's only generation is damaged in place: the running view, which parsed it
+        // already, does not read it again and keeps its points.
+        std::fs::write(path(&web), b"{").unwrap();
+        let (second, broken) = View::load_reusing(&repo, Some(&first)).unwrap();
+        assert!(broken.is_empty(), "{broken:?}");
+        assert_eq!(
+            second.sources["web1"].catalog,
+            first.sources["web1"].catalog
+        );
+
+        // A fresh load sees the damage for web1 only.
+        let (fresh, broken) = View::load(&repo).unwrap();
+        assert_eq!(broken.len(), 1, "{broken:?}");
+        assert!(broken[0].to_string().contains(&web.object_name()));
+        assert!(fresh.sources["web1"].catalog.levels.is_empty());
+        assert_eq!(fresh.sources["db1"].generation, Some(db.clone()));
+
+        // A newer damaged generation and the old one gone: nothing of web1 can be read, so a
+        // reload keeps the last good catalogue; it reports the new damage once.
+        let newer = save(&repo, "web1", 3);
+        std::fs::remove_file(path(&web)).unwrap();
+        std::fs::write(path(&newer), b"").unwrap();
+        let (third, broken) = View::load_reusing(&repo, Some(&second)).unwrap();
+        assert_eq!(broken.len(), 1, "{broken:?}");
+        assert_eq!(third.sources["web1"].catalog, first.sources["web1"].catalog);
+        assert_eq!(third.sources["db1"].generation, Some(db));
+        let (_, broken) = View::load_reusing(&repo, Some(&third)).unwrap();
+        assert!(
+            broken.is_empty(),
+            "known damage is not reported again: {broken:?}"
+        );
     }
 }

@@ -67,7 +67,7 @@ pub struct Shared {
 }
 
 fn load(repo: &Repository, prev: Option<&State>) -> Result<State> {
-    let (view, broken) = View::load_reusing(repo, prev.map_or(&[][..], |p| &p.view.all))?;
+    let (view, broken) = View::load_reusing(repo, prev.map(|p| &p.view))?;
     for e in broken {
         tracing::warn!("{e}");
     }

@@ -907,7 +907,7 @@ pub struct NfsServer {
 
 impl NfsServer {
     pub fn start(repo: &Path, key: &Path, extra: &[&OsStr]) -> NfsServer {
-        use std::io::BufRead;
+        use std::io::{BufRead, Write};
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = key.with_extension(format!("log-{n}"));
@@ -926,17 +926,27 @@ impl NfsServer {
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start yester nfs serve");
         let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+        // Warnings (e.g. about a damaged point catalogue) may come before the "listening"
+        // line; they go to the log.
+        let mut before = String::new();
         let mut line = String::new();
-        let _ = err.read_line(&mut line);
+        loop {
+            line.clear();
+            if err.read_line(&mut line).unwrap_or(0) == 0 || line.contains("listening on ") {
+                break;
+            }
+            before.push_str(&line);
+        }
         let port = line
             .split("listening on ")
             .nth(1)
             .and_then(|s| s.split_whitespace().next())
             .and_then(|a| a.rsplit(':').next())
             .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in {line:?}"));
+            .unwrap_or_else(|| panic!("no port in {line:?} (before it: {before:?})"));
         // Keep draining stderr into the log so the server never blocks on a full pipe.
         let mut out = fs::File::create(&log).unwrap();
+        let _ = out.write_all(before.as_bytes());
         std::thread::spawn(move || {
             let _ = std::io::copy(&mut err, &mut out);
         });

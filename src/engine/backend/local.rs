@@ -167,16 +167,33 @@ impl LocalDir {
     }
 
     fn ensure_parent(&self, target: &Path) -> StoreResult<()> {
-        if let Some(parent) = target.parent() {
-            if !parent.is_dir() {
-                fs::create_dir_all(parent).map_err(|e| StoreError::io(parent.display(), &e))?;
-                self.trace("mkdir", &[parent]);
-                if let Some(gp) = parent.parent() {
-                    self.sync_dir(gp)?;
-                }
-            }
+        match target.parent() {
+            Some(parent) => self.ensure_dir(parent),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// Create `dir` and any missing ancestors one at a time, fsyncing the parent of each, so
+    /// every new level is durable (`catalogs/<source>/` in a repository made before
+    /// `catalogs/` existed creates two).
+    fn ensure_dir(&self, dir: &Path) -> StoreResult<()> {
+        if dir.is_dir() {
+            return Ok(());
+        }
+        if let Some(up) = dir.parent() {
+            self.ensure_dir(up)?;
+        }
+        match fs::create_dir(dir) {
+            Ok(()) => {}
+            // Another writer made it meanwhile; it fsyncs the parent itself.
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(()),
+            Err(e) => return Err(StoreError::io(dir.display(), &e)),
+        }
+        self.trace("mkdir", &[dir]);
+        match dir.parent() {
+            Some(up) => self.sync_dir(up),
+            None => Ok(()),
+        }
     }
 }
 
@@ -276,8 +293,11 @@ impl Backend for LocalDir {
     fn list(&self, kind: Kind) -> StoreResult<Vec<ObjectInfo>> {
         let dir = self.root.join(kind.dir());
         let mut out = Vec::new();
-        let mut stack = vec![(dir, 0)];
-        while let Some((d, depth)) = stack.pop() {
+        // Packs sit one shard folder deep (packs/<first two hex digits>/<id>, listed by id),
+        // catalogue generations one source folder deep (listed as <source>/<generation>).
+        let nested = matches!(kind, Kind::Pack | Kind::CatalogGen);
+        let mut stack: Vec<(PathBuf, Option<String>)> = vec![(dir, None)];
+        while let Some((d, folder)) = stack.pop() {
             let rd = match fs::read_dir(&d) {
                 Ok(rd) => rd,
                 Err(e) if e.kind() == ErrorKind::NotFound => continue,
@@ -288,12 +308,15 @@ impl Backend for LocalDir {
                 let ft = ent
                     .file_type()
                     .map_err(|e| StoreError::io(ent.path().display(), &e))?;
-                // Packs sit one shard folder deep: packs/<first two hex digits>/<id>.
-                if ft.is_dir() && kind == Kind::Pack && depth == 0 {
-                    stack.push((ent.path(), 1));
-                } else if ft.is_file() && (kind != Kind::Pack || depth == 1) {
-                    let Some(n) = ent.file_name().to_str().map(str::to_string) else {
-                        continue;
+                let Some(n) = ent.file_name().to_str().map(str::to_string) else {
+                    continue;
+                };
+                if ft.is_dir() && nested && folder.is_none() {
+                    stack.push((ent.path(), Some(n)));
+                } else if ft.is_file() && nested == folder.is_some() {
+                    let n = match (&folder, kind) {
+                        (Some(f), Kind::CatalogGen) => format!("{f}/{n}"),
+                        _ => n,
                     };
                     let size = match ent.metadata() {
                         Ok(m) => m.len(),

@@ -30,8 +30,12 @@ pub enum Kind {
     Snapshot,
     /// Lock records.
     Lock,
-    /// Per-source catalogues of backup points.
+    /// Legacy per-source catalogues of backup points (`points/<source>`, replaced in place by
+    /// yester before catalogue version 2; still read).
     Catalog,
+    /// Catalogue generations, named `<source>/<seq>-<hash>` (docs/FORMAT.md, "Point
+    /// catalogues"): the one kind whose names contain a `/`.
+    CatalogGen,
 }
 
 impl Kind {
@@ -44,16 +48,18 @@ impl Kind {
             Kind::Snapshot => "snapshots",
             Kind::Lock => "locks",
             Kind::Catalog => "points",
+            Kind::CatalogGen => "catalogs",
         }
     }
 
     /// All kinds that live in folders.
-    pub const FOLDERS: [Kind; 5] = [
+    pub const FOLDERS: [Kind; 6] = [
         Kind::Pack,
         Kind::Index,
         Kind::Snapshot,
         Kind::Lock,
         Kind::Catalog,
+        Kind::CatalogGen,
     ];
 
     /// Whether an object of this kind may be replaced by a `put` with other bytes. Only a
