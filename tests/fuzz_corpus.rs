@@ -11,6 +11,9 @@
 //! The corpus and the fixture repository `fuzz/repo` are made by
 //! `cargo test --test fuzz_corpus -- --ignored regenerate_fuzz_corpus` (see docs/RELIABILITY.md).
 
+// Tests unwrap freely: a panic is how a test fails (the crate denies it elsewhere).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "../fuzz/checks.rs"]
 mod checks;
 mod common;

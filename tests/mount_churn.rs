@@ -9,6 +9,9 @@
 //! Bounded by time, not by counts: ~30 s and ~12 s by default, 180 s and 60 s with
 //! YESTER_RELIABILITY_FULL=1 (docs/RELIABILITY.md). No assertion is about speed.
 
+// Tests unwrap freely: a panic is how a test fails (the crate denies it elsewhere).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 use common::{
     fuse_available, nfs_client_available, proc_status_kib, random_bytes, temp_dir,
@@ -129,15 +132,13 @@ fn yester_ok(repo: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The writers wait for each other's locks instead of failing.
+/// The writers wait for each other's locks instead of failing (so the run may take longer
+/// than the harness's default limit: up to the lock wait, plus its own work).
 fn repo_run(repo: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(common::yester_bin())
-        .arg("-r")
-        .arg(repo)
+    common::Yester::at(repo)
         .args(["--lock-wait", "120s"])
         .args(args)
-        .env_remove("YESTER_REPO")
-        .env_remove("RUST_LOG")
+        .timeout(Duration::from_secs(600))
         .output()
         .unwrap()
 }

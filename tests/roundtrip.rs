@@ -9,6 +9,9 @@
 //! nlink, xattrs, rdev, symlink target, content hash), and the grouping of names by inode
 //! (hard links).
 
+// Tests unwrap freely: a panic is how a test fails (the crate denies it elsewhere).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::ffi::OsStr;
