@@ -3,6 +3,10 @@
 //!
 //! CI runs reduced counts; `YESTER_RELIABILITY_FULL=1` runs the full ones (docs/RELIABILITY.md).
 //! Each test prints its random seed; `YESTER_FAULTS_SEED=N` repeats that run's choices.
+//!
+//! Longer than 600 lines on purpose: each file under `tests/` is a test binary of its own that
+//! links the whole crate, so these related tests share one file rather than adding a binary
+//! (and its link time) to every run of the suite.
 
 // Tests unwrap freely: a panic is how a test fails (the crate denies it elsewhere).
 #![allow(clippy::unwrap_used, clippy::expect_used)]

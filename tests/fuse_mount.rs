@@ -1,6 +1,10 @@
 //! FUSE mounts, for real: trees compare equal to their sources, writes fail with EROFS, file
 //! modes hold for other users, big files and directories work, and new backups show up in a
 //! running mount. Skips loudly where the machine cannot mount.
+//!
+//! Longer than 600 lines on purpose: each file under `tests/` is a test binary of its own that
+//! links the whole crate, so these related tests share one file rather than adding a binary
+//! (and its link time) to every run of the suite.
 
 // Tests unwrap freely: a panic is how a test fails (the crate denies it elsewhere).
 #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -17,6 +17,10 @@
 //! today; run them with `cargo test --test hostile_backup -- --ignored`.
 //!
 //! `YESTER_HOSTILE_FULL=1` raises the huge directory from 100,000 to 1,000,000 entries.
+//!
+//! Longer than 600 lines on purpose: each file under `tests/` is a test binary of its own that
+//! links the whole crate, so these related tests share one file rather than adding a binary
+//! (and its link time) to every run of the suite.
 
 // Tests unwrap freely: a panic is how a test fails (the crate denies it elsewhere).
 #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -8,6 +8,10 @@
 //!
 //! Bounded by time, not by counts: ~30 s and ~12 s by default, 180 s and 60 s with
 //! YESTER_RELIABILITY_FULL=1 (docs/RELIABILITY.md). No assertion is about speed.
+//!
+//! Longer than 600 lines on purpose: each file under `tests/` is a test binary of its own that
+//! links the whole crate, so these related tests share one file rather than adding a binary
+//! (and its link time) to every run of the suite.
 
 // Tests unwrap freely: a panic is how a test fails (the crate denies it elsewhere).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
