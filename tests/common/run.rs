@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use nix::libc;
+
 /// Default limit for one `yester` run.
 pub const YESTER_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -123,23 +125,14 @@ fn capture(cmd: &mut Command, timeout: Duration) -> (String, std::process::Outpu
         let _ = err.read_to_end(&mut v);
         v
     });
-    // Poll often at first (most runs are short; the faults tests time them), then less.
-    let mut pause = Duration::from_millis(1);
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait for child") {
-            break st;
-        }
-        if start.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            let stdout = String::from_utf8_lossy(&t_out.join().unwrap()).into_owned();
-            let stderr = String::from_utf8_lossy(&t_err.join().unwrap()).into_owned();
-            panic!(
-                "`{cmdline}` did not finish within {timeout:?} and was killed\n--- stdout:\n{stdout}\n--- stderr:\n{stderr}"
-            );
-        }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(10));
+    let Some(status) = wait_until_exit(&mut child, timeout) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        let stdout = String::from_utf8_lossy(&t_out.join().unwrap()).into_owned();
+        let stderr = String::from_utf8_lossy(&t_err.join().unwrap()).into_owned();
+        panic!(
+            "`{cmdline}` did not finish within {timeout:?} and was killed\n--- stdout:\n{stdout}\n--- stderr:\n{stderr}"
+        );
     };
     let elapsed = start.elapsed();
     let output = std::process::Output {
@@ -150,29 +143,70 @@ fn capture(cmd: &mut Command, timeout: Duration) -> (String, std::process::Outpu
     (cmdline, output, elapsed)
 }
 
-/// Kill `child` with SIGKILL if it still runs after `timeout`. Through a pidfd, so a process
-/// that ended and was reaped (its pid perhaps reused) is never signalled by mistake; the
-/// watching thread ends as soon as the process does.
-fn watchdog(child: &Child, timeout: Duration) {
-    use nix::libc;
+/// A pidfd for `child`: it becomes readable when the process ends, and signals sent through
+/// it can never reach another process that reused the pid. `None` on kernels before 5.3.
+fn pidfd(child: &Child) -> Option<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::pid_t, 0) };
-    if fd < 0 {
-        // A kernel without pidfds (before 5.3): no watchdog rather than an unsafe one.
-        return;
-    }
-    // SAFETY: the descriptor was just created for us and is owned by nothing else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    let pid = child.id();
-    std::thread::spawn(move || {
+    // SAFETY: a descriptor just created for us and owned by nothing else.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Whether the process behind `fd` ends within `timeout` (sleeping until then, not polling).
+fn ended_within(fd: &OwnedFd, timeout: Duration) -> bool {
+    let start = Instant::now();
+    loop {
+        let Some(left) = timeout.checked_sub(start.elapsed()) else {
+            return false;
+        };
         let mut pfd = libc::pollfd {
             fd: fd.as_raw_fd(),
             events: libc::POLLIN,
             revents: 0,
         };
-        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-        // SAFETY: one valid pollfd; a pidfd is readable once its process has ended.
-        if unsafe { libc::poll(&mut pfd, 1, ms) } == 0 {
+        let ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: one valid pollfd.
+        match unsafe { libc::poll(&mut pfd, 1, ms) } {
+            0 => return false,
+            r if r > 0 => return true,
+            // Interrupted by a signal: wait for what is left.
+            _ => {}
+        }
+    }
+}
+
+/// Wait for `child` to end, at most `timeout`; `None` if it still runs. Woken by the
+/// process's end, so a short run is not rounded up to a polling interval.
+fn wait_until_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    if let Some(fd) = pidfd(child) {
+        if ended_within(&fd, timeout) {
+            return Some(child.wait().expect("wait for child"));
+        }
+        return child.try_wait().expect("wait for child");
+    }
+    let start = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().expect("wait for child") {
+            return Some(st);
+        }
+        if start.elapsed() > timeout {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Kill `child` with SIGKILL if it still runs after `timeout` (through a pidfd, so a process
+/// that ended and was reaped, its pid perhaps reused, is never signalled by mistake); the
+/// watching thread ends as soon as the process does.
+fn watchdog(child: &Child, timeout: Duration) {
+    let Some(fd) = pidfd(child) else {
+        // No pidfds: no watchdog rather than one that could kill a stranger.
+        return;
+    };
+    let pid = child.id();
+    std::thread::spawn(move || {
+        if !ended_within(&fd, timeout) {
             eprintln!("yester (pid {pid}) still ran after {timeout:?}: killed");
             // SAFETY: a pidfd, a signal number, no siginfo, no flags.
             unsafe {
@@ -330,17 +364,13 @@ impl Yester {
         let timeout = self.timeout.unwrap_or(YESTER_TIMEOUT);
         let cmdline = self.cmdline();
         let mut child = self.cmd.stdin(Stdio::null()).spawn()?;
-        let start = Instant::now();
-        loop {
-            if let Some(st) = child.try_wait()? {
-                return Ok(st);
-            }
-            if start.elapsed() > timeout {
+        match wait_until_exit(&mut child, timeout) {
+            Some(st) => Ok(st),
+            None => {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!("`{cmdline}` did not finish within {timeout:?} and was killed");
             }
-            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
