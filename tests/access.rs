@@ -13,6 +13,13 @@
 //!
 //! The raw ONC RPC client here binds a chosen loopback address (127.0.0.x), so one machine
 //! plays several NFS clients.
+//!
+//! Longer than 600 lines on purpose: each file under `tests/` is a test binary of its own that
+//! links the whole crate, so these related tests share one file rather than adding a binary
+//! (and its link time) to every run of the suite.
+
+// Tests unwrap freely: a panic is how a test fails (the crate denies it elsewhere).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 use common::xdr::{get_opaque, get_u32, put_opaque, put_u32, Conn, Reply};
@@ -183,14 +190,7 @@ impl Rpc {
 // ---- set-up ---------------------------------------------------------------------------------
 
 fn yester_ok(repo: &Path, args: &[&str]) -> String {
-    let out = Command::new(common::yester_bin())
-        .arg("-r")
-        .arg(repo)
-        .args(args)
-        .env_remove("YESTER_REPO")
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
+    let out = common::Yester::at(repo).args(args).output().unwrap();
     assert!(
         out.status.success(),
         "yester {args:?}: {}",
@@ -230,7 +230,7 @@ fn setup(levels: &str) -> Setup {
     let (t, base) = temp_dir("yester-access");
     fs::set_permissions(&base, fs::Permissions::from_mode(0o755)).unwrap();
     let repo = base.join("repo");
-    let out = Command::new(common::yester_bin())
+    let out = common::Yester::new()
         .args(["init", "--levels", levels])
         .arg(&repo)
         .output()

@@ -3,9 +3,13 @@
 //! the points recorded since the generation before it, and never stops `points`, a mount, an
 //! NFS server or the next backup, for the damaged source or any other.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 use common::cli::{backup_at as backup, ok_at as ok, run_at as run};
-use common::{fuse_available, nfs_client_available, FuseMount, NfsServer};
+use common::{
+    fuse_available, nfs_client_available, run_with_timeout, FuseMount, NfsServer, YESTER_TIMEOUT,
+};
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -126,25 +130,30 @@ fn inside(p: &Path) -> String {
 }
 
 fn nfs_cat(srv: &NfsServer, path: &str) -> String {
-    let out = Command::new("nfs-cat").arg(srv.url(path)).output().unwrap();
+    let mut cmd = Command::new("nfs-cat");
+    cmd.arg(srv.url(path));
+    let out = run_with_timeout(cmd, YESTER_TIMEOUT);
     assert!(
         out.status.success(),
         "nfs-cat {path}: {}\nserver log: {}",
-        String::from_utf8_lossy(&out.stderr),
+        out.stderr,
         srv.log_text()
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    out.stdout
 }
 
 fn nfs_ls(srv: &NfsServer, path: &str) -> Vec<String> {
-    let out = Command::new("nfs-ls").arg(srv.url(path)).output().unwrap();
+    let mut cmd = Command::new("nfs-ls");
+    cmd.arg(srv.url(path));
+    let out = run_with_timeout(cmd, YESTER_TIMEOUT);
     assert!(
         out.status.success(),
         "nfs-ls {path}: {}\nserver log: {}",
-        String::from_utf8_lossy(&out.stderr),
+        out.stderr,
         srv.log_text()
     );
-    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+    let mut names: Vec<String> = out
+        .stdout
         .lines()
         .filter_map(|l| l.split_whitespace().last().map(str::to_string))
         .filter(|n| n != "." && n != "..")

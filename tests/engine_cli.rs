@@ -1,5 +1,12 @@
 //! End-to-end tests of the engine through the `yester` binary: dedup, corruption, crashes,
 //! locks and clear errors on bad repositories.
+//!
+//! Longer than 600 lines on purpose: each file under `tests/` is a test binary of its own that
+//! links the whole crate, so these related tests share one file rather than adding a binary
+//! (and its link time) to every run of the suite.
+
+// Tests unwrap freely: a panic is how a test fails (the crate denies it elsewhere).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 use common::cli::{ok_at as ok, run_at as run, yester_at as yester};
@@ -356,7 +363,7 @@ fn bad_repositories_give_one_clear_line() {
     let id = backup(&repo, "s", &data);
 
     // init refuses to reuse a repository.
-    let out = Command::new(env!("CARGO_BIN_EXE_yester"))
+    let out = common::Yester::new()
         .arg("init")
         .arg(&repo)
         .output()
@@ -453,16 +460,12 @@ fn partial_backup_exits_3_and_records_warnings() {
             .success());
     }
     let mut cmd = if root {
-        let mut c = Command::new("setpriv");
-        c.args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            env!("CARGO_BIN_EXE_yester"),
-        ]);
-        c
+        common::Yester::via(
+            "setpriv",
+            ["--reuid=65534", "--regid=65534", "--clear-groups"],
+        )
     } else {
-        Command::new(env!("CARGO_BIN_EXE_yester"))
+        common::Yester::new()
     };
     let out = cmd
         .arg("-r")

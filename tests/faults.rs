@@ -3,17 +3,23 @@
 //!
 //! CI runs reduced counts; `YESTER_RELIABILITY_FULL=1` runs the full ones (docs/RELIABILITY.md).
 //! Each test prints its random seed; `YESTER_FAULTS_SEED=N` repeats that run's choices.
+//!
+//! Longer than 600 lines on purpose: each file under `tests/` is a test binary of its own that
+//! links the whole crate, so these related tests share one file rather than adding a binary
+//! (and its link time) to every run of the suite.
+
+// Tests unwrap freely: a panic is how a test fails (the crate denies it elsewhere).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 use common::{
-    diff_trees, fuse_available, random_bytes, restore_spec, temp_dir, yester_bin, NfsServer,
-    Unmount, YESTER_TIMEOUT,
+    diff_trees, fuse_available, random_bytes, restore_spec, temp_dir, NfsServer, Unmount, Yester,
+    YESTER_TIMEOUT,
 };
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -104,58 +110,35 @@ impl Out {
     }
 }
 
-/// `yester -r REPO`, with the environment of the tests' own run removed.
-fn cmd(repo: &Path) -> Command {
-    let mut c = Command::new(yester_bin());
-    c.arg("-r").arg(repo);
-    for v in [
-        "YESTER_REPO",
-        "RUST_LOG",
-        "YESTER_IO_TRACE",
-        "YESTER_FAILPOINT",
-        "YESTER_CONFIG",
-    ] {
-        c.env_remove(v);
-    }
-    c
+/// `yester -r REPO` (the harness removes the environment of the tests' own run).
+fn cmd(repo: &Path) -> Yester {
+    Yester::at(repo)
 }
 
-/// Run to the end (killed after YESTER_TIMEOUT, so a hang fails instead of hanging); output
-/// goes through files so a big `cat` never blocks on a pipe. Fails on any panic message.
-fn run_cmd(mut c: Command) -> Out {
-    let what = format!("{c:?}");
-    let mut out_f = tempfile::tempfile().unwrap();
-    let mut err_f = tempfile::tempfile().unwrap();
-    c.stdin(Stdio::null())
-        .stdout(out_f.try_clone().unwrap())
-        .stderr(err_f.try_clone().unwrap());
-    let mut child = c
-        .spawn()
+/// Run to the end (killed after YESTER_TIMEOUT, so a hang fails instead of hanging); both
+/// outputs are read as they come, so a big `cat` never blocks on a pipe. Fails on any panic
+/// message.
+fn run_cmd(mut c: Yester) -> Out {
+    let what = c.cmdline();
+    let out = c
+        .output()
         .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if start.elapsed() > YESTER_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("`{what}` did not finish within {YESTER_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    };
-    use std::io::Seek;
-    let mut stdout = Vec::new();
-    out_f.rewind().unwrap();
-    out_f.read_to_end(&mut stdout).unwrap();
-    let mut stderr = String::new();
-    err_f.rewind().unwrap();
-    err_f.read_to_string(&mut stderr).unwrap_or_default();
+    finished(what, out)
+}
+
+/// As [`run_cmd`] for another program (a client reading through the servers).
+fn run_other(c: Command) -> Out {
+    let what = format!("{c:?}");
+    finished(what, common::output_with_timeout(c, YESTER_TIMEOUT))
+}
+
+fn finished(what: String, out: std::process::Output) -> Out {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!stderr.contains("panicked"), "`{what}` panicked:\n{stderr}");
     Out {
         what,
-        status,
-        stdout,
+        status: out.status,
+        stdout: out.stdout,
         stderr,
     }
 }
@@ -183,7 +166,7 @@ fn init(repo: &Path, levels: &str) {
 }
 
 fn init_with(repo: &Path, levels: &str, extra: &[&str]) {
-    let mut c = Command::new(yester_bin());
+    let mut c = Yester::new();
     c.args(["init", "--chunk-avg", common::CHUNK_AVG, "--levels", levels])
         .args(extra)
         .arg(repo);
@@ -235,7 +218,7 @@ fn latest_per_source(repo: &Path) -> BTreeMap<String, String> {
 }
 
 /// Start `c` and SIGKILL it after `delay`; true if it was still running then.
-fn kill_after(mut c: Command, delay: Duration) -> bool {
+fn kill_after(mut c: Yester, delay: Duration) -> bool {
     c.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -249,7 +232,7 @@ fn kill_after(mut c: Command, delay: Duration) -> bool {
 
 /// Start `c` with its durable steps traced to `trace` and SIGKILL it as soon as it has done
 /// `step` of them; true if it was still running then.
-fn kill_at_step(mut c: Command, trace: &Path, step: usize) -> bool {
+fn kill_at_step(mut c: Yester, trace: &Path, step: usize) -> bool {
     let _ = fs::remove_file(trace);
     c.env("YESTER_IO_TRACE", trace)
         .stdin(Stdio::null())
@@ -274,7 +257,7 @@ fn kill_at_step(mut c: Command, trace: &Path, step: usize) -> bool {
 }
 
 /// How long `c` takes to finish (it must succeed): the window the kills are spread over.
-fn time_it(c: Command) -> Duration {
+fn time_it(c: Yester) -> Duration {
     let start = Instant::now();
     run_cmd(c).expect_ok();
     start.elapsed()
@@ -1642,7 +1625,7 @@ fn assert_nfs_reads(
         for f in o.files.iter().filter(|f| f.snap == *id) {
             let mut c = Command::new("nfs-cat");
             c.arg(srv.url(&format!("/latest/{source}/{}", f.rel)));
-            let out = run_cmd(c);
+            let out = run_other(c);
             if bad(f) {
                 assert!(
                     !out.status.success(),

@@ -1,6 +1,13 @@
 //! FUSE mounts, for real: trees compare equal to their sources, writes fail with EROFS, file
 //! modes hold for other users, big files and directories work, and new backups show up in a
 //! running mount. Skips loudly where the machine cannot mount.
+//!
+//! Longer than 600 lines on purpose: each file under `tests/` is a test binary of its own that
+//! links the whole crate, so these related tests share one file rather than adding a binary
+//! (and its link time) to every run of the suite.
+
+// Tests unwrap freely: a panic is how a test fails (the crate denies it elsewhere).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 use common::cli::{ok_at as ok, yester_at as yester};
@@ -68,6 +75,15 @@ fn fuse_setup() -> Option<(tempfile::TempDir, PathBuf, PathBuf)> {
     init(&repo);
     let src = t.path().join("src");
     Some((t, repo, src))
+}
+
+/// `PROGRAM` (a mount helper, or mount(8) running one) that runs the binary under test, with
+/// the harness's environment (see [`common::clean_env`]).
+fn mount_command(program: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    common::clean_env(&mut cmd);
+    cmd.env("YESTER_BIN", yester_bin());
+    cmd
 }
 
 fn sh(cmd: &str) -> Output {
@@ -665,31 +681,19 @@ fn mount_helper_and_clean_shutdown() {
     let helper = Path::new(env!("CARGO_MANIFEST_DIR")).join("mount-helpers/mount.yester");
     let point = t.path().join("yesterday");
     fs::create_dir(&point).unwrap();
-    let out = Command::new(&helper)
-        .arg(format!("{}:daily.0/web1", repo.display()))
+    let mut cmd = mount_command(&helper);
+    cmd.arg(format!("{}:daily.0/web1", repo.display()))
         .arg(&point)
-        .args(["-o", "rw,allow_other,nosuid,_netdev"])
-        .env("YESTER_BIN", yester_bin())
-        .output()
-        .unwrap();
+        .args(["-o", "rw,allow_other,nosuid,_netdev"]);
+    let out = run_with_timeout(cmd, YESTER_TIMEOUT);
     assert!(!out.status.success(), "daily.0 does not exist yet");
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("daily.0"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new(&helper)
-        .arg(format!("{}:hourly.0/web1", repo.display()))
+    assert!(out.stderr.contains("daily.0"), "{}", out.stderr);
+    let mut cmd = mount_command(&helper);
+    cmd.arg(format!("{}:hourly.0/web1", repo.display()))
         .arg(&point)
-        .args(["-o", "rw,allow_other,nosuid,_netdev,cache_size=64MiB"])
-        .env("YESTER_BIN", yester_bin())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .args(["-o", "rw,allow_other,nosuid,_netdev,cache_size=64MiB"]);
+    let out = run_with_timeout(cmd, YESTER_TIMEOUT);
+    assert!(out.status.success(), "{}", out.stderr);
     let guard = Mount {
         point: fs::canonicalize(&point).unwrap(),
     };
@@ -706,20 +710,14 @@ fn mount_helper_and_clean_shutdown() {
         && !installed.exists()
         && fs::copy(&helper, installed).is_ok()
     {
-        let out = Command::new("mount")
-            .args(["-t", "yester"])
+        let mut cmd = mount_command(Path::new("mount"));
+        cmd.args(["-t", "yester"])
             .arg(format!("{}:hourly.0/web1", repo.display()))
             .arg(&point)
-            .args(["-o", "allow_other"])
-            .env("YESTER_BIN", yester_bin())
-            .output()
-            .unwrap();
+            .args(["-o", "allow_other"]);
+        let out = run_with_timeout(cmd, YESTER_TIMEOUT);
         let _ = fs::remove_file(installed);
-        assert!(
-            out.status.success(),
-            "mount -t yester: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "mount -t yester: {}", out.stderr);
         let guard = Mount {
             point: fs::canonicalize(&point).unwrap(),
         };

@@ -10,6 +10,13 @@
 //!
 //! The corpus and the fixture repository `fuzz/repo` are made by
 //! `cargo test --test fuzz_corpus -- --ignored regenerate_fuzz_corpus` (see docs/RELIABILITY.md).
+//!
+//! Longer than 600 lines on purpose: each file under `tests/` is a test binary of its own that
+//! links the whole crate, so these related tests share one file rather than adding a binary
+//! (and its link time) to every run of the suite.
+
+// Tests unwrap freely: a panic is how a test fails (the crate denies it elsewhere).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../fuzz/checks.rs"]
 mod checks;

@@ -17,6 +17,13 @@
 //! today; run them with `cargo test --test hostile_backup -- --ignored`.
 //!
 //! `YESTER_HOSTILE_FULL=1` raises the huge directory from 100,000 to 1,000,000 entries.
+//!
+//! Longer than 600 lines on purpose: each file under `tests/` is a test binary of its own that
+//! links the whole crate, so these related tests share one file rather than adding a binary
+//! (and its link time) to every run of the suite.
+
+// Tests unwrap freely: a panic is how a test fails (the crate denies it elsewhere).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -27,7 +34,6 @@ use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -63,9 +69,8 @@ struct Finished {
     raw: Vec<u8>,
 }
 
-fn spawn(mut cmd: Command) -> Running {
-    cmd.env_remove("YESTER_REPO").env_remove("RUST_LOG");
-    let cmdline = format!("{cmd:?}");
+fn spawn(mut cmd: Yester) -> Running {
+    let cmdline = cmd.cmdline();
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -161,16 +166,18 @@ fn assert_sane(out: &Output) {
 }
 
 /// `yester` directly, or as `nobody` through `setpriv`.
-fn yester_cmd(nobody: bool) -> Command {
+fn yester_cmd(nobody: bool) -> Yester {
     if nobody {
-        let mut c = Command::new("setpriv");
-        c.arg(format!("--reuid={NOBODY}"))
-            .arg(format!("--regid={NOBODY}"))
-            .arg("--clear-groups")
-            .arg(yester_bin());
-        c
+        Yester::via(
+            "setpriv",
+            [
+                format!("--reuid={NOBODY}"),
+                format!("--regid={NOBODY}"),
+                "--clear-groups".to_string(),
+            ],
+        )
     } else {
-        Command::new(yester_bin())
+        Yester::new()
     }
 }
 
@@ -1602,16 +1609,16 @@ fn time_bin() -> Option<&'static str> {
 /// Run `yester -r REPO ARGS` and return (output, peak RSS in KiB if measured).
 fn run_measured(repo: &Repo, args: &[&OsStr], rss_file: &Path) -> (Finished, Option<u64>) {
     let mut c = match time_bin() {
-        Some(t) => {
-            let mut c = Command::new(t);
-            c.arg("-f")
-                .arg("%M")
-                .arg("-o")
-                .arg(rss_file)
-                .arg(yester_bin());
-            c
-        }
-        None => Command::new(yester_bin()),
+        Some(t) => Yester::via(
+            t,
+            [
+                OsStr::new("-f"),
+                OsStr::new("%M"),
+                OsStr::new("-o"),
+                rss_file.as_os_str(),
+            ],
+        ),
+        None => Yester::new(),
     };
     c.args(repo_args(repo)).args(args);
     let f = spawn(c).finish(Duration::from_secs(600));
@@ -1738,10 +1745,8 @@ fn deep_tree_backs_up_under_a_low_descriptor_limit() {
         }
         dir = dir.join("a");
     }
-    let mut c = Command::new("prlimit");
-    c.arg("--nofile=128:128")
-        .arg(yester_bin())
-        .args(repo_args(&repo))
+    let mut c = Yester::via("prlimit", ["--nofile=128:128"]);
+    c.args(repo_args(&repo))
         .args(["backup", "--source", "deep", "--json"])
         .arg(&src);
     let b = finish_backup(&repo, spawn(c));

@@ -8,6 +8,13 @@
 //!
 //! Bounded by time, not by counts: ~30 s and ~12 s by default, 180 s and 60 s with
 //! YESTER_RELIABILITY_FULL=1 (docs/RELIABILITY.md). No assertion is about speed.
+//!
+//! Longer than 600 lines on purpose: each file under `tests/` is a test binary of its own that
+//! links the whole crate, so these related tests share one file rather than adding a binary
+//! (and its link time) to every run of the suite.
+
+// Tests unwrap freely: a panic is how a test fails (the crate denies it elsewhere).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 use common::{
@@ -129,15 +136,13 @@ fn yester_ok(repo: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The writers wait for each other's locks instead of failing.
+/// The writers wait for each other's locks instead of failing (so the run may take longer
+/// than the harness's default limit: up to the lock wait, plus its own work).
 fn repo_run(repo: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(common::yester_bin())
-        .arg("-r")
-        .arg(repo)
+    common::Yester::at(repo)
         .args(["--lock-wait", "120s"])
         .args(args)
-        .env_remove("YESTER_REPO")
-        .env_remove("RUST_LOG")
+        .timeout(Duration::from_secs(600))
         .output()
         .unwrap()
 }

@@ -1,10 +1,17 @@
 //! The NFSv3 server with a real client (libnfs-utils: nfs-ls, nfs-cat, nfs-cp) and a raw RPC
 //! client for what the tools cannot show: handles, credentials, ports, page sizes, garbage.
+//!
+//! Longer than 600 lines on purpose: each file under `tests/` is a test binary of its own that
+//! links the whole crate, so these related tests share one file rather than adding a binary
+//! (and its link time) to every run of the suite.
+
+// Tests unwrap freely: a panic is how a test fails (the crate denies it elsewhere).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 use common::cli::ok_at as ok;
 use common::xdr::{get_opaque, get_u32, put_opaque, put_u32, Conn, Reply};
-use common::{proc_status_kib, yester_bin, NfsServer};
+use common::{proc_status_kib, NfsServer, Yester};
 
 use std::ffi::OsStr;
 use std::fs;
@@ -162,7 +169,7 @@ fn setup() -> (tempfile::TempDir, PathBuf, PathBuf, String) {
     let t = tempfile::tempdir().unwrap();
     fs::set_permissions(t.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let repo = t.path().join("repo");
-    assert!(Command::new(yester_bin())
+    assert!(Yester::new()
         .arg("init")
         .arg(&repo)
         .status()
@@ -327,7 +334,7 @@ fn gigabyte_file_and_hundred_thousand_entries() {
         .unwrap_or(100_000);
     let t = tempfile::tempdir().unwrap();
     let repo = t.path().join("repo");
-    assert!(Command::new(yester_bin())
+    assert!(Yester::new()
         .arg("init")
         .arg(&repo)
         .status()

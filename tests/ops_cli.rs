@@ -1,20 +1,25 @@
 //! Operations: the configuration file, `yester run`, hooks, `config check`, plain output for
 //! logs, completions and man pages, and the quick start followed word for word.
 
+// Tests unwrap freely: a panic is how a test fails (the crate denies it elsewhere).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
 use std::fs;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 fn bin_dir() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_yester")).parent().unwrap()
 }
 
 fn yester(config: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_yester"))
+    let out = common::Yester::new()
         .arg("--config")
         .arg(config)
         .args(args)
-        .env_remove("YESTER_REPO")
         .output()
         .unwrap();
     (
@@ -244,16 +249,14 @@ fn quick_start_works_word_for_word() {
         bin_dir().display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(&script)
-        .env("PATH", path)
-        .env_remove("YESTER_REPO")
-        .env_remove("YESTER_CONFIG")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The quick start as a user follows it: the harness's clean environment, but the default
+    // configuration file rather than none.
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c").arg(&script).env("PATH", path);
+    common::clean_env(&mut cmd);
+    cmd.env_remove("YESTER_CONFIG");
+    let out = common::run_with_timeout(cmd, Duration::from_secs(600));
+    let (stdout, stderr) = (&out.stdout, &out.stderr);
     let _ = Command::new("fusermount3")
         .arg("-u")
         .arg("/tmp/yester-quickstart/mnt")

@@ -1,6 +1,9 @@
 //! Backup points through the `yester` binary: rotation against a model of rsnapshot's,
 //! naming, diff, forget + prune (also killed), and status for monitoring.
 
+// Tests unwrap freely: a panic is how a test fails (the crate denies it elsewhere).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 use common::cli::{backup_at as backup, ok_at as ok, run_at as run, yester_at as yester};
 use common::{du, random_bytes};

@@ -2,6 +2,9 @@
 //! damaged repositories read through the mounts, and many NFS clients at once.
 //! Heavier counts with YESTER_RELIABILITY_FULL=1 (docs/RELIABILITY.md).
 
+// Tests unwrap freely: a panic is how a test fails (the crate denies it elsewhere).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 use common::cli::{ok_at as ok, run_at as run, yester_at as yester};
 use common::{fuse_available, proc_status_kib, random_bytes, NfsServer};

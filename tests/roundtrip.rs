@@ -8,6 +8,13 @@
 //! fifo"), a metadata listing built in Rust (type, mode, owner, size, mtime with nanoseconds,
 //! nlink, xattrs, rdev, symlink target, content hash), and the grouping of names by inode
 //! (hard links).
+//!
+//! Longer than 600 lines on purpose: each file under `tests/` is a test binary of its own that
+//! links the whole crate, so these related tests share one file rather than adding a binary
+//! (and its link time) to every run of the suite.
+
+// Tests unwrap freely: a panic is how a test fails (the crate denies it elsewhere).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -48,6 +48,21 @@ pub fn time(secs: i64) -> String {
     s.trim_end_matches('Z').replacen('T', " ", 1)
 }
 
+/// Now, as Unix seconds (0 if the clock is before 1970), for ages.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// "3h 12m" style age.
+pub fn age(secs: i64) -> String {
+    let s = secs.max(0) as u64;
+    let short = humantime::format_duration(std::time::Duration::from_secs(s)).to_string();
+    // Keep the two largest units: "1day 2h 3m 4s" → "1day 2h".
+    short.split(' ').take(2).collect::<Vec<_>>().join(" ")
+}
+
 /// One `ls -l` line prefix (without the path).
 pub fn long_prefix(e: &Entry) -> String {
     let size = match e.kind {

@@ -5,6 +5,7 @@
 //! lower level, and snapshots no point names any more are forgotten (their records deleted;
 //! `prune` later reclaims their data).
 
+pub mod backup;
 pub mod catalog;
 pub mod name;
 pub mod status;

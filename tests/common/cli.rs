@@ -4,17 +4,17 @@
 //! snapshot id a backup prints.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
+
+use super::run::Yester;
 
 fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// `yester -r REPO` (see [`super::yester_command`]).
-pub fn yester_at(repo: &Path) -> Command {
-    let mut c = super::yester_command();
-    c.arg("-r").arg(repo);
-    c
+/// `yester -r REPO` (see [`Yester`]: the test run's environment removed, a timeout).
+pub fn yester_at(repo: &Path) -> Yester {
+    Yester::at(repo)
 }
 
 /// Run `yester -r REPO ARGS…` to its end. When it fails, what it printed goes to stderr,
@@ -47,7 +47,7 @@ pub fn ok_at(repo: &Path, args: &[&str]) -> String {
 
 /// `yester init REPO`, with `--levels LEVELS` when given (else the default levels).
 pub fn init_at(repo: &Path, levels: Option<&str>) {
-    let mut c = super::yester_command();
+    let mut c = Yester::new();
     c.arg("init").arg(repo);
     if let Some(l) = levels {
         c.args(["--levels", l]);

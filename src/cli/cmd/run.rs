@@ -1,15 +1,26 @@
-//! `yester run LEVEL` (what cron calls) and `yester config check`.
+//! `yester run LEVEL`: what cron or a timer calls; back up every configured source (lowest
+//! level) or rotate (higher levels), one summary line per source.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Result};
-use yester::engine::backup::{backup, BackupOptions};
+use clap::Args;
+use yester::engine::backup::BackupOptions;
+use yester::points::backup::{backup_and_record, BackupError};
 use yester::points::RotateOutcome;
 
-use super::config::SourceSpec;
-use super::progress::BackupProgress;
-use super::{format, Ctx, RunArgs, EXIT_PARTIAL};
+use super::backup::EXIT_PARTIAL;
+use crate::cli::config_file::SourceSpec;
+use crate::cli::context::Ctx;
+use crate::cli::progress::BackupProgress;
+use crate::cli::{format, hints, repo};
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The level to run, e.g. hourly (back up) or daily (rotate)
+    level: String,
+}
 
 /// How one source fared.
 enum Outcome {
@@ -56,15 +67,17 @@ fn backup_source(ctx: &Ctx, repo: &yester::engine::Repository, s: &SourceSpec) -
         ignore_inode: s.ignore_inode,
         jobs: None,
     };
-    let result = backup(repo, &opts, &mut BackupProgress::new(ctx.quiet))
-        .map_err(anyhow::Error::from)
-        .and_then(|r| {
-            yester::points::record_backup(repo, &name, r.id, ctx.lock_wait)?;
-            Ok(r)
+    let result = backup_and_record(repo, &opts, &mut BackupProgress::new(ctx.quiet))
+        .map(|recorded| recorded.report)
+        .map_err(|e| match e {
+            // `run` has always shown a failure to record by its cause alone (`backup` says
+            // that the snapshot was saved): kept as it was.
+            BackupError::Record { source, .. } => anyhow::Error::from(source),
+            e => super::backup::into_anyhow(e),
         });
     let post = hooks("post", &s.post, &name);
     match (result, post) {
-        (Err(e), _) => Outcome::Failed(format!("{e:#}")),
+        (Err(e), _) => Outcome::Failed(hints::message(&e)),
         (Ok(_), Err(e)) => Outcome::Failed(e),
         (Ok(r), Ok(())) => {
             let st = &r.snapshot.stats;
@@ -101,7 +114,7 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
             problems.join("\n")
         );
     }
-    let repo = ctx.open()?;
+    let repo = repo::open(ctx)?;
     let levels = &repo.config().levels;
     let Some(pos) = levels.iter().position(|l| l.name == a.level) else {
         let names: Vec<&str> = levels.iter().map(|l| l.name.as_str()).collect();
@@ -138,7 +151,7 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
                 Ok(RotateOutcome::NotFull { lower, have, keep }) => Outcome::Ok(format!(
                     "nothing to rotate: {lower} has {have} of {keep} points"
                 )),
-                Err(e) => Outcome::Failed(e.to_string()),
+                Err(e) => Outcome::Failed(hints::message(&e.into())),
             }
         };
         match outcome {
@@ -156,29 +169,4 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
         }
     }
     Ok(code)
-}
-
-pub fn config_check(ctx: &Ctx) -> Result<u8> {
-    let Some(conf) = &ctx.config else {
-        bail!(
-            "no configuration file: give --config FILE or create {}",
-            super::config::DEFAULT_CONFIG
-        );
-    };
-    let problems = conf.check(true);
-    for p in &problems {
-        println!("{p}");
-    }
-    if problems.is_empty() {
-        if !ctx.quiet {
-            println!(
-                "{}: ok ({} sources)",
-                conf.path.display(),
-                conf.config.sources.len()
-            );
-        }
-        Ok(0)
-    } else {
-        Ok(1)
-    }
 }

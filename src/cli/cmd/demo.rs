@@ -7,7 +7,14 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use super::DemoArgs;
+use clap::Args;
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Keep the demo directory instead of deleting it
+    #[arg(long)]
+    keep: bool,
+}
 
 /// The sample tree: (path, content). Content is generated so the demo has chunks to dedup.
 fn sample_files() -> Vec<(&'static str, Vec<u8>)> {
@@ -104,7 +111,7 @@ fn show_mount(exe: &Path, repo: &Path, base: &Path, inside: &str) -> Result<()> 
     res
 }
 
-pub fn run_demo(a: DemoArgs) -> Result<u8> {
+pub fn demo(a: DemoArgs) -> Result<u8> {
     let exe = std::env::current_exe().context("cannot find the yester executable")?;
     let tmp = tempfile::Builder::new().prefix("yester-demo-").tempdir()?;
     let base = tmp.path().to_path_buf();

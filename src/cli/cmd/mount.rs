@@ -11,27 +11,42 @@ use nix::sys::signal::{SigSet, Signal};
 use yester::fuse::YesterFs;
 use yester::vfs::{Vfs, VfsOptions};
 
-use super::{Ctx, MountArgs};
+use clap::Args;
+
+use crate::cli::context::Ctx;
+use crate::cli::malloc::limit_malloc_arenas;
+use crate::cli::repo;
+use crate::cli::size::parse_size_usize;
+
+#[derive(Args)]
+pub struct MountArgs {
+    /// Where to mount
+    mountpoint: PathBuf,
+    /// Mount only this part of the view, e.g. daily.0/web1 (follows the point as it moves)
+    #[arg(long)]
+    path: Option<String>,
+    /// Let every user use the mount (file modes are still enforced for each user)
+    #[arg(long)]
+    allow_other: bool,
+    /// Stay in the foreground until unmounted or interrupted
+    #[arg(long, short = 'f')]
+    foreground: bool,
+    /// (internal) started by a background mount: drop stderr once mounted
+    #[arg(long, hide = true)]
+    detached: bool,
+    /// Memory for decompressed chunks, e.g. 512MiB [default: cache_size in the config, else 256MiB]
+    #[arg(long, value_parser = parse_size_usize)]
+    cache_size: Option<usize>,
+    /// Serve no extended attributes or ACLs: tools that list every file's (`getfattr -R`,
+    /// an `ls` that calls listxattr) walk faster, `cp -a` copies none, and files with an ACL
+    /// show a mode narrowed to what the ACL allows everyone (named users and groups lose their
+    /// extra access)
+    #[arg(long)]
+    no_xattrs: bool,
+}
 
 /// A mount's default chunk cache; the kernel's page cache keeps what it has read besides.
 const MOUNT_CACHE: usize = 256 << 20;
-
-/// Long-running servers: with glibc's default of 8 malloc arenas per core, freed chunk buffers
-/// stay in fragmented heaps and the process grows to about twice its cache size (measured:
-/// 529 MiB with a 256 MiB cache, 352 MiB with one arena). Two arenas keep that in check.
-/// Each NFS READ or FUSE read allocates and frees a few MiB; with glibc's sliding thresholds the
-/// heap was given back and faulted in again on every request (2 s of system time per GiB
-/// served over NFS). Fixed thresholds keep chunk-sized buffers on the heap and a little slack
-/// at its top: an NFS copy of a cached 256 MiB file took 0.4 s instead of 0.9 s, same peak RSS.
-pub fn limit_malloc_arenas() {
-    // SAFETY: mallopt only changes allocator tuning; it is called before the servers start
-    // their threads.
-    unsafe {
-        nix::libc::mallopt(nix::libc::M_ARENA_MAX, 2);
-        nix::libc::mallopt(nix::libc::M_MMAP_THRESHOLD, 8 << 20);
-        nix::libc::mallopt(nix::libc::M_TRIM_THRESHOLD, 32 << 20);
-    }
-}
 
 /// The `st_dev` of the file system mounted at `path`, as "major:minor", from mountinfo.
 fn mounted_device(path: &Path) -> Option<String> {
@@ -133,8 +148,8 @@ pub fn mount(ctx: &Ctx, a: MountArgs) -> Result<u8> {
         bail!("{}: not a directory", mountpoint.display());
     }
     limit_malloc_arenas();
-    let repo = ctx.open()?;
-    let repo_path = ctx.repo_path()?.clone();
+    let repo = repo::open(ctx)?;
+    let location = ctx.location()?;
     let opts = VfsOptions {
         cache_bytes: ctx.cache_size(a.cache_size, || MOUNT_CACHE)?,
         root: a.path.clone().unwrap_or_default().into_bytes(),
@@ -150,11 +165,7 @@ pub fn mount(ctx: &Ctx, a: MountArgs) -> Result<u8> {
     }
     let mut options = vec![
         MountOption::RO,
-        MountOption::FSName(format!(
-            "{}:{}",
-            repo_path.display(),
-            a.path.as_deref().unwrap_or("/")
-        )),
+        MountOption::FSName(format!("{}:{}", location, a.path.as_deref().unwrap_or("/"))),
         MountOption::Subtype("yester".into()),
         // The kernel checks each file's mode for each user; set-id bits and device nodes in a
         // backup must never grant anything.

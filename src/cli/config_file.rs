@@ -51,7 +51,8 @@ pub struct NfsSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    pub repository: Option<PathBuf>,
+    /// A location as `-r` takes it (a path or a URL).
+    pub repository: Option<String>,
     pub levels: Option<Spanned<Vec<LevelSpec>>>,
     pub cache_size: Option<String>,
     pub lock_wait: Option<String>,
@@ -120,7 +121,7 @@ impl Loaded {
             }
         }
         if let Some(c) = &self.config.cache_size {
-            if super::parse_size_u64(c).is_err() {
+            if super::size::parse_size_u64(c).is_err() {
                 problems.push(format!(
                     "{}: cache_size {c:?} is not a size like 256MiB",
                     self.path.display()

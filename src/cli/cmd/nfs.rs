@@ -1,12 +1,50 @@
 //! `yester nfs serve`: export the view over NFSv3.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
 use yester::nfs::{serve, Exports, HandleKey, Service};
 use yester::vfs::{Vfs, VfsOptions};
 
-use super::{Ctx, NfsServeArgs};
+use crate::cli::context::Ctx;
+use crate::cli::malloc::limit_malloc_arenas;
+use crate::cli::repo;
+use crate::cli::size::parse_size_usize;
+
+#[derive(Subcommand)]
+pub enum NfsCommand {
+    /// Serve NFSv3 (with MOUNT on the same port) until interrupted
+    #[command(
+        after_help = "Clients mount with: mount -t nfs -o ro,vers=3,proto=tcp,port=2049,mountport=2049,nolock \\\n  backup-host:/daily.0/web1 /.yesterday\nWithout --exports only this host (127.0.0.0/8, ::1) may mount. See docs/NFS.md.\n\nExample:\n  yester nfs serve --listen 0.0.0.0:2049 --exports /etc/yester/exports"
+    )]
+    Serve(NfsServeArgs),
+}
+
+#[derive(Args)]
+pub struct NfsServeArgs {
+    /// Address and port to listen on [default: 127.0.0.1:2049, or nfs.listen in the config]
+    #[arg(long)]
+    listen: Option<String>,
+    /// Exports file (shape of /etc/exports) [default: nfs.exports in the config; else loopback only]
+    #[arg(long)]
+    exports: Option<PathBuf>,
+    /// Secret that signs file handles; created on first use (keep it: handles outlive restarts)
+    /// [default: /var/lib/yester/nfs-handle.key]
+    #[arg(long)]
+    handle_key: Option<PathBuf>,
+    /// Memory for decompressed chunks, e.g. 512MiB [default: cache_size in the config, else
+    /// 1/16 of the machine's RAM, at least 256MiB and at most 1GiB]
+    #[arg(long, value_parser = parse_size_usize)]
+    cache_size: Option<usize>,
+}
+
+pub fn nfs(ctx: &Ctx, c: NfsCommand) -> Result<u8> {
+    match c {
+        NfsCommand::Serve(a) => serve_nfs(ctx, a),
+    }
+}
 
 /// The server's default chunk cache: 1/16 of RAM, within 256 MiB..1 GiB. A FUSE mount's reads
 /// are kept by the kernel's page cache as well; the server's are not, so without a cache that
@@ -19,9 +57,9 @@ fn server_cache() -> usize {
     usize::try_from((ram / 16).clamp(MIN, MAX)).unwrap_or(MIN as usize)
 }
 
-pub fn serve_nfs(ctx: &Ctx, a: NfsServeArgs) -> Result<u8> {
-    super::mount::limit_malloc_arenas();
-    let repo = ctx.open()?;
+fn serve_nfs(ctx: &Ctx, a: NfsServeArgs) -> Result<u8> {
+    limit_malloc_arenas();
+    let repo = repo::open(ctx)?;
     let nfs_conf = ctx.config.as_ref().map(|c| &c.config.nfs);
     let exports_path = a
         .exports
