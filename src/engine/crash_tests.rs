@@ -5,100 +5,12 @@
 //! contract.)
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::backend::{Kind, MemoryBackend, MemoryStore};
-use super::backup::{backup, BackupOptions, NoProgress};
-use super::check::{check, CheckOptions, NoCheckProgress};
-use super::config::{ChunkerParams, RepoConfig};
-use super::id::{BlobId, SnapshotId};
-use super::repo::{BlobReader, Repository};
-use super::testdata::noise;
-use super::tree::NodeKind;
-
-/// File path (absolute, as bytes) → content.
-type Files = BTreeMap<Vec<u8>, Vec<u8>>;
-
-fn write_tree(root: &Path, files: &[(&str, Vec<u8>)]) -> Files {
-    let mut out = Files::new();
-    for (name, data) in files {
-        let p = root.join(name);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(&p, data).unwrap();
-        out.insert(p.as_os_str().as_bytes().to_vec(), data.clone());
-    }
-    out
-}
-
-/// Every regular file of a snapshot, read back through the index.
-fn read_files(reader: &BlobReader, tree: BlobId) -> Files {
-    let mut out = Files::new();
-    let mut stack = vec![(b"".to_vec(), tree)];
-    while let Some((dir, id)) = stack.pop() {
-        for e in reader.read_tree(&id).unwrap().entries {
-            let mut path = dir.clone();
-            path.push(b'/');
-            path.extend_from_slice(&e.name);
-            match e.kind {
-                NodeKind::Dir => stack.push((path, e.subtree.unwrap())),
-                NodeKind::File => {
-                    let mut data = Vec::new();
-                    for c in &e.chunks {
-                        data.extend(reader.read_chunk(c).unwrap());
-                    }
-                    assert_eq!(data.len() as u64, e.size);
-                    out.insert(path, data);
-                }
-                _ => {}
-            }
-        }
-    }
-    out
-}
-
-fn run_backup(repo: &Repository, src: &Path) -> super::Result<SnapshotId> {
-    let opts = BackupOptions {
-        source: "web1".into(),
-        paths: vec![src.to_path_buf()],
-        // One thread: the same blobs in the same packs each run, so the same number of writes.
-        jobs: Some(1),
-        ..BackupOptions::default()
-    };
-    backup(repo, &opts, &mut NoProgress).map(|r| r.id)
-}
-
-fn open(store: &MemoryStore) -> Repository {
-    Repository::open(Arc::new(MemoryBackend::on(store.clone()))).unwrap()
-}
-
-/// Snapshot id → the files it must hold.
-fn assert_intact(repo: &Repository, expect: &BTreeMap<SnapshotId, &Files>, when: &str) {
-    let report = check(repo, CheckOptions { read_data: true }, &mut NoCheckProgress).unwrap();
-    assert!(report.is_clean(), "{when}: {:?}", report.damage);
-    let (snaps, broken) = repo.snapshots().unwrap();
-    assert!(broken.is_empty(), "{when}: {broken:?}");
-    let reader = repo.reader().unwrap();
-    for s in &snaps {
-        let files = expect
-            .get(&s.id)
-            .unwrap_or_else(|| panic!("{when}: unexpected snapshot {}", s.id.short()));
-        assert!(
-            read_files(&reader, s.snapshot.tree) == **files,
-            "{when}: snapshot {} does not read back",
-            s.id.short()
-        );
-    }
-    for id in expect.keys() {
-        assert!(
-            snaps.iter().any(|s| s.id == *id),
-            "{when}: snapshot {} lost",
-            id.short()
-        );
-    }
-}
+use super::repo::Repository;
+use super::testdata::{assert_intact, noise, open, run_backup, small_packs, write_tree};
 
 #[test]
 fn a_backup_killed_after_any_number_of_writes_leaves_a_sound_repository() {
@@ -114,10 +26,7 @@ fn a_backup_killed_after_any_number_of_writes_leaves_a_sound_repository() {
     let first = write_tree(&src, &tree);
 
     let store = MemoryStore::new();
-    let mut config = RepoConfig::new(ChunkerParams::from_avg(1024).unwrap(), 3).unwrap();
-    // Small packs, so a backup writes many objects and each can be the one it dies after.
-    config.pack_size = 4096;
-    Repository::init(Arc::new(MemoryBackend::on(store.clone())), config).unwrap();
+    Repository::init(Arc::new(MemoryBackend::on(store.clone())), small_packs()).unwrap();
     let s1 = run_backup(&open(&store), &src).unwrap();
 
     // The second backup: new and changed files, a copy that deduplicates.

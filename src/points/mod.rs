@@ -11,6 +11,9 @@ pub mod name;
 pub mod status;
 pub mod view;
 
+#[cfg(test)]
+mod crash_tests;
+
 use std::time::Duration;
 
 use crate::engine::lock::{self, LockGuard};
