@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Result};
 use clap::Args;
 use yester::engine::backup::BackupOptions;
-use yester::points::backup::{backup_and_record, BackupError};
+use yester::points::backup::backup_and_record;
 use yester::points::RotateOutcome;
 
 use super::backup::EXIT_PARTIAL;
@@ -69,12 +69,8 @@ fn backup_source(ctx: &Ctx, repo: &yester::engine::Repository, s: &SourceSpec) -
     };
     let result = backup_and_record(repo, &opts, &mut BackupProgress::new(ctx.quiet))
         .map(|recorded| recorded.report)
-        .map_err(|e| match e {
-            // `run` has always shown a failure to record by its cause alone (`backup` says
-            // that the snapshot was saved): kept as it was.
-            BackupError::Record { source, .. } => anyhow::Error::from(source),
-            e => super::backup::into_anyhow(e),
-        });
+        // Reported as `backup` reports it: a failure to record says the snapshot was saved.
+        .map_err(super::backup::into_anyhow);
     let post = hooks("post", &s.post, &name);
     match (result, post) {
         (Err(e), _) => Outcome::Failed(hints::message(&e)),
