@@ -10,14 +10,14 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::backend::{Kind, MemoryBackend, MemoryStore};
-use super::backup::{backup, BackupOptions, NoProgress};
-use super::check::{check, CheckOptions, NoCheckProgress};
-use super::config::{ChunkerParams, RepoConfig};
-use super::id::{BlobId, SnapshotId};
-use super::repo::{BlobReader, Repository};
-use super::testdata::noise;
-use super::tree::NodeKind;
+use crate::engine::backup::{backup, BackupOptions, NoProgress};
+use crate::engine::check::{check, CheckOptions, NoCheckProgress};
+use crate::engine::format::config::{ChunkerParams, RepoConfig};
+use crate::engine::format::id::{BlobId, SnapshotId};
+use crate::engine::format::tree::NodeKind;
+use crate::engine::store::repo::{BlobReader, Repository};
+use crate::engine::store::{Kind, MemoryBackend, MemoryStore};
+use crate::engine::testdata::noise;
 
 /// File path (absolute, as bytes) → content.
 type Files = BTreeMap<Vec<u8>, Vec<u8>>;

@@ -11,10 +11,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::backend::{list_names, Backend, Kind};
-use crate::engine::config::Level;
-use crate::engine::id::content_hash;
-use crate::engine::snapshot::check_source_name;
+use crate::engine::format::config::Level;
+use crate::engine::format::id::content_hash;
+use crate::engine::format::snapshot::check_source_name;
+use crate::engine::store::{list_names, Backend, Kind};
 use crate::engine::{Error, Result, SnapshotId};
 
 use super::name::PointName;
@@ -547,7 +547,7 @@ pub fn check_all(backend: &dyn Backend) -> Result<CatalogCheck> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::backend::LocalDir;
+    use crate::engine::store::LocalDir;
 
     fn store() -> (tempfile::TempDir, LocalDir) {
         let t = tempfile::tempdir().unwrap();

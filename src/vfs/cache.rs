@@ -7,7 +7,7 @@ use std::time::Duration;
 use lru::LruCache;
 
 use super::admission::Sketch;
-use crate::engine::tree::Tree;
+use crate::engine::format::tree::Tree;
 use crate::engine::BlobId;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -180,7 +180,7 @@ fn tree_bytes(t: &Tree) -> usize {
             std::mem::size_of_val(e)
                 + e.name.len()
                 + e.target.len()
-                + e.chunks.len() * std::mem::size_of::<crate::engine::tree::ChunkRef>()
+                + e.chunks.len() * std::mem::size_of::<crate::engine::format::tree::ChunkRef>()
                 + e.xattrs
                     .iter()
                     .map(|(k, v)| k.len() + v.len() + 48)

@@ -35,8 +35,8 @@ use std::time::Duration;
 
 use lru::LruCache;
 
-use crate::engine::snapshot::{LinkTable, SnapshotEntry};
-use crate::engine::tree::{Entry, NodeKind, Tree};
+use crate::engine::format::snapshot::{LinkTable, SnapshotEntry};
+use crate::engine::format::tree::{Entry, NodeKind, Tree};
 use crate::engine::{BlobId, Repository, SnapshotId};
 use crate::points::Selector;
 

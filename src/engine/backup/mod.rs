@@ -18,16 +18,16 @@ use std::time::{Duration, Instant, SystemTime};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use rayon::prelude::*;
 
-use super::chunker::Chunker;
-use super::error::{Error, Result};
-use super::fsat::{self, Stat};
-use super::id::{BlobId, SnapshotId};
-use super::lock;
-use super::pack::BlobKind;
-use super::repo::{BlobReader, Repository};
-use super::snapshot::{LinkTable, Snapshot, SnapshotStats, SNAPSHOT_VERSION};
-use super::tree::{ChunkRef, Entry, HardlinkKey, NodeKind, Tree};
-use super::writer::SharedWriter;
+use crate::engine::chunking::chunker::Chunker;
+use crate::engine::error::{Error, Result};
+use crate::engine::format::id::{BlobId, SnapshotId};
+use crate::engine::format::pack::BlobKind;
+use crate::engine::format::snapshot::{LinkTable, Snapshot, SnapshotStats, SNAPSHOT_VERSION};
+use crate::engine::format::tree::{ChunkRef, Entry, HardlinkKey, NodeKind, Tree};
+use crate::engine::localfs::fsat::{self, Stat};
+use crate::engine::store::lock;
+use crate::engine::store::repo::{BlobReader, Repository};
+use crate::engine::store::writer::SharedWriter;
 use std::os::fd::OwnedFd;
 
 /// What to back up and how.
@@ -48,7 +48,7 @@ pub struct BackupOptions {
     /// The source's inode numbers change between backups (some FUSE and network file
     /// systems): do not record them or use them to tell unchanged files.
     pub ignore_inode: bool,
-    /// Threads that walk, read, chunk, hash and compress; `None`: [`super::threads::default_jobs`].
+    /// Threads that walk, read, chunk, hash and compress; `None`: [`crate::engine::localfs::threads::default_jobs`].
     pub jobs: Option<usize>,
 }
 
@@ -728,7 +728,7 @@ pub fn backup<P: Progress>(
     opts: &BackupOptions,
     progress: &mut P,
 ) -> Result<BackupReport> {
-    super::snapshot::check_source_name(&opts.source)?;
+    crate::engine::format::snapshot::check_source_name(&opts.source)?;
     if opts.paths.is_empty() {
         return Err(Error::Invalid(
             "nothing to back up: give at least one path".into(),
@@ -772,7 +772,7 @@ pub fn backup<P: Progress>(
     };
     let started = opts.time.unwrap_or_else(SystemTime::now);
     let clock = Instant::now();
-    let pool = super::threads::pool(opts.jobs, "backup")?;
+    let pool = crate::engine::localfs::threads::pool(opts.jobs, "backup")?;
     let w = Walker {
         repo,
         reader: &reader,
@@ -820,7 +820,7 @@ pub fn backup<P: Progress>(
         Err(e) => return Err(writer.abandon(e)),
     };
     let written = writer.finish()?;
-    super::failpoint::failpoint("backup-before-snapshot");
+    crate::engine::failpoint::failpoint("backup-before-snapshot");
     let ws = written.stats;
     let mut stats = stats.into_inner().unwrap_or_else(|p| p.into_inner());
     stats.blobs_added = ws.blobs_added;
@@ -853,7 +853,7 @@ pub fn backup<P: Progress>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::tree::Timestamp;
+    use crate::engine::format::tree::Timestamp;
 
     fn stat(ino: u64) -> Stat {
         Stat {

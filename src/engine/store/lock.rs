@@ -15,8 +15,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use super::backend::{list_names, Backend, Kind};
-use super::error::{Error, Result};
+use super::{list_names, Backend, Kind};
+use crate::engine::error::{Error, Result};
 
 /// What is stored in a lock object (JSON).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -511,7 +511,7 @@ mod stale_tests {
 #[cfg(test)]
 mod lease_tests {
     use super::*;
-    use crate::engine::backend::MemoryBackend;
+    use crate::engine::store::MemoryBackend;
 
     /// A record as another host writes it: same-host rules do not apply to it.
     fn remote(exclusive: bool) -> LockRecord {

@@ -20,18 +20,18 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, UnlinkatFlags};
 use rayon::prelude::*;
 
-use super::error::{Error, Result};
-use super::id::BlobId;
-use super::lookup::Node;
-use super::repo::BlobReader;
-use super::tree::{Entry, HardlinkKey, NodeKind};
+use crate::engine::error::{Error, Result};
+use crate::engine::format::id::BlobId;
+use crate::engine::format::tree::{Entry, HardlinkKey, NodeKind};
+use crate::engine::lookup::Node;
+use crate::engine::store::repo::BlobReader;
 
 /// Options for a restore.
 #[derive(Clone, Debug, Default)]
 pub struct RestoreOptions {
     pub target: PathBuf,
     pub overwrite: bool,
-    /// Threads writing content; `None`: [`super::threads::default_jobs`].
+    /// Threads writing content; `None`: [`crate::engine::localfs::threads::default_jobs`].
     pub jobs: Option<usize>,
 }
 
@@ -198,7 +198,7 @@ fn pieces(batch: &[Pending]) -> Vec<Piece> {
     out
 }
 
-fn timespec(t: super::tree::Timestamp) -> TimeSpec {
+fn timespec(t: crate::engine::format::tree::Timestamp) -> TimeSpec {
     TimeSpec::new(t.secs, i64::from(t.nanos))
 }
 
@@ -466,7 +466,7 @@ pub fn restore(
     opts: &RestoreOptions,
     progress: &dyn RestoreProgress,
 ) -> Result<RestoreReport> {
-    super::threads::pool(opts.jobs, "restore")?
+    crate::engine::localfs::threads::pool(opts.jobs, "restore")?
         .install(|| restore_in_pool(reader, node, opts, progress))
 }
 

@@ -1,11 +1,11 @@
 //! Pack files: immutable concatenations of compressed blobs with a self-describing trailer.
 //! Byte layout: docs/FORMAT.md, "Pack files".
 
-use super::backend::{Backend, Kind};
 use super::codec::{Decoder, Encoder};
-use super::error::{Error, Result};
 use super::id::{content_hash, BlobId, BlobKey, PackId};
-use super::zeros::all_zero;
+use crate::engine::chunking::zeros::all_zero;
+use crate::engine::error::{Error, Result};
+use crate::engine::store::{Backend, Kind};
 
 /// First 8 bytes of every pack.
 pub const PACK_MAGIC: &[u8; 8] = b"YSTRPAK1";
@@ -21,7 +21,7 @@ pub const FOOTER_LEN: usize = 48;
 pub enum BlobKind {
     /// A chunk of file content.
     Data,
-    /// An encoded directory ([`crate::engine::tree::Tree`]).
+    /// An encoded directory ([`super::tree::Tree`]).
     Tree,
 }
 
@@ -458,7 +458,7 @@ pub fn encode_entries(entries: &[PackEntry], out: &mut Encoder) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::backend::MemoryBackend;
+    use crate::engine::store::MemoryBackend;
     use proptest::prelude::*;
 
     fn sample_pack() -> (PackId, Vec<u8>) {
