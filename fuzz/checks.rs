@@ -18,12 +18,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use yester::engine::format::codec::Encoder;
+use yester::engine::format::compress::{decode_blob, Compression, EncodedBlob};
 use yester::engine::format::config::RepoConfig;
 use yester::engine::format::id::{content_hash, BlobId, BlobKey, PackId, SnapshotId};
 use yester::engine::format::index::{decode_index_file, encode_index_file};
 use yester::engine::format::pack::{
-    decode_blob, encode_entries, parse_entries, read_trailer, BlobKind, Compression, EncodedBlob,
-    PackEntry, ENTRY_LEN, FOOTER_LEN, PACK_MAGIC,
+    encode_entries, parse_entries, read_trailer, BlobKind, PackEntry, ENTRY_LEN, FOOTER_LEN,
+    PACK_MAGIC,
 };
 use yester::engine::format::snapshot::{check_source_name, LinkTable, Snapshot};
 use yester::engine::format::tree::Tree;

@@ -28,10 +28,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use yester::engine::format::compress::{decode_blob, Compression};
 use yester::engine::format::config::{ChunkerParams, RepoConfig};
 use yester::engine::format::id::{content_hash, BlobId, SnapshotId};
 use yester::engine::format::index::decode_index_file;
-use yester::engine::format::pack::{decode_blob, BlobKind, Compression, PackEntry};
+use yester::engine::format::pack::{BlobKind, PackEntry};
 use yester::engine::format::snapshot::{LinkTable, Snapshot};
 use yester::engine::format::tree::HardlinkKey;
 use yester::engine::LocalDir;

@@ -4,9 +4,10 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::engine::error::Result;
+use crate::engine::format::compress::decode_blob;
 use crate::engine::format::id::{content_hash, BlobId, PackId};
 use crate::engine::format::index::{encode_index_file, read_index_file, Index, IndexedPack};
-use crate::engine::format::pack::{decode_blob, read_trailer, PackEntry};
+use crate::engine::format::pack::{read_trailer, PackEntry};
 use crate::engine::format::snapshot::{load_all, SnapshotEntry};
 use crate::engine::format::tree::{NodeKind, Tree};
 use crate::engine::store::repo::{BlobReader, Repository};

@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use crate::engine::error::{Error, Result};
 use crate::engine::failpoint::failpoint;
+use crate::engine::format::compress::decode_blob;
 use crate::engine::format::id::{BlobId, PackId};
 use crate::engine::format::index::{encode_index_file, read_index_file, Index, IndexedPack};
-use crate::engine::format::pack::{decode_blob, PackEntry};
+use crate::engine::format::pack::PackEntry;
 use crate::engine::format::snapshot::load_all;
 use crate::engine::format::tree::NodeKind;
 use crate::engine::store::lock;

@@ -9,8 +9,9 @@
 use std::collections::HashMap;
 
 use super::codec::{Decoder, Encoder};
+use super::compress::Compression;
 use super::id::{content_hash, BlobId, IndexId, PackId};
-use super::pack::{encode_entries, parse_entries, BlobKind, Compression, PackEntry, ENTRY_LEN};
+use super::pack::{encode_entries, parse_entries, BlobKind, PackEntry, ENTRY_LEN};
 use crate::engine::error::{Error, Result};
 use crate::engine::store::{list_names, Backend, Kind};
 

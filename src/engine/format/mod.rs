@@ -6,6 +6,7 @@
 //! these decoders and encoders directly.
 
 pub mod codec;
+pub mod compress;
 pub mod config;
 pub mod id;
 pub mod index;

@@ -3,7 +3,7 @@
 //! written in parallel, cut into pieces for big files.
 
 use std::collections::HashMap;
-use std::fs::{self};
+use std::fs;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::Arc;

@@ -7,10 +7,10 @@ use std::time::Duration;
 use super::lock::{self, LockGuard};
 use super::{list_names, Backend, Kind, StoreErrorKind};
 use crate::engine::error::{Error, Result};
+use crate::engine::format::compress::decode_blob;
 use crate::engine::format::config::RepoConfig;
 use crate::engine::format::id::{BlobId, BlobKey, SnapshotId};
 use crate::engine::format::index::Index;
-use crate::engine::format::pack::decode_blob;
 use crate::engine::format::snapshot::{load_all, SnapshotEntry};
 use crate::engine::format::tree::{ChunkRef, Tree};
 

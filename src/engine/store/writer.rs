@@ -17,9 +17,10 @@ use super::idset::IdSet;
 use super::repo::Repository;
 use super::Kind;
 use crate::engine::error::{Error, Result};
+use crate::engine::format::compress::EncodedBlob;
 use crate::engine::format::id::{BlobId, IndexId, PackId};
 use crate::engine::format::index::{encode_index_file, Index, IndexedPack};
-use crate::engine::format::pack::{BlobKind, EncodedBlob, PackBuilder};
+use crate::engine::format::pack::{BlobKind, PackBuilder};
 
 /// Raw blobs gathered by [`BlobWriter`] before compressing them in parallel.
 const BATCH_BYTES: usize = 8 << 20;
