@@ -6,6 +6,7 @@ mod backend;
 mod direct;
 mod error;
 pub(crate) mod idset;
+mod lease;
 mod local;
 pub(crate) mod lock;
 mod memory;
