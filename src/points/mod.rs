@@ -6,10 +6,10 @@
 //! `prune` later reclaims their data).
 
 pub mod backup;
-pub mod catalog;
-pub mod name;
+pub(crate) mod catalog;
+pub(crate) mod name;
 pub mod status;
-pub mod view;
+pub(crate) mod view;
 
 use std::time::Duration;
 

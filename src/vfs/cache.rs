@@ -125,7 +125,8 @@ impl ChunkCache {
         c.main.put(id, data);
     }
 
-    /// Bytes held now.
+    /// Bytes held now (only the tests ask).
+    #[cfg(test)]
     pub fn bytes(&self) -> usize {
         let c = lock(&self.inner);
         c.window_bytes + c.main_bytes
