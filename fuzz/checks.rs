@@ -17,17 +17,18 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use yester::engine::backend::{Backend, Kind, LocalDir, MemoryBackend};
-use yester::engine::codec::Encoder;
-use yester::engine::config::RepoConfig;
-use yester::engine::id::{content_hash, BlobId, BlobKey, PackId, SnapshotId};
-use yester::engine::index::{decode_index_file, encode_index_file};
-use yester::engine::pack::{
-    decode_blob, encode_entries, parse_entries, read_trailer, BlobKind, Compression, EncodedBlob,
-    PackEntry, ENTRY_LEN, FOOTER_LEN, PACK_MAGIC,
+use yester::engine::format::codec::Encoder;
+use yester::engine::format::compress::{decode_blob, Compression, EncodedBlob};
+use yester::engine::format::config::RepoConfig;
+use yester::engine::format::id::{content_hash, BlobId, BlobKey, PackId, SnapshotId};
+use yester::engine::format::index::{decode_index_file, encode_index_file};
+use yester::engine::format::pack::{
+    encode_entries, parse_entries, read_trailer, BlobKind, PackEntry, ENTRY_LEN, FOOTER_LEN,
+    PACK_MAGIC,
 };
-use yester::engine::snapshot::{check_source_name, LinkTable, Snapshot};
-use yester::engine::tree::Tree;
+use yester::engine::format::snapshot::{check_source_name, LinkTable, Snapshot};
+use yester::engine::format::tree::Tree;
+use yester::engine::{Backend, Kind, LocalDir, MemoryBackend};
 use yester::nfs::rpc::{self, Cred};
 use yester::nfs::xdr::Writer;
 use yester::nfs::{Exports, HandleKey, Service};
@@ -387,7 +388,7 @@ fn node_ops(vfs: &Vfs, node: &Node) {
             }
         }
     }
-    if a.kind == yester::engine::tree::NodeKind::File {
+    if a.kind == yester::engine::format::tree::NodeKind::File {
         if let Ok(file) = vfs.open(node) {
             let _ = vfs.read(&file, 0, 4096);
             let _ = vfs.read(&file, a.size.saturating_sub(10), 4096);

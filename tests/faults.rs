@@ -1252,9 +1252,9 @@ fn power_loss_at_any_step_never_breaks_a_snapshot() {
 // ---------------------------------------------------------------------------------------------
 // Corruption: flipped, zeroed and truncated bytes in every kind of object
 
-use yester::engine::backend::LocalDir;
-use yester::engine::pack::BlobKind;
-use yester::engine::tree::NodeKind;
+use yester::engine::format::pack::BlobKind;
+use yester::engine::format::tree::NodeKind;
+use yester::engine::LocalDir;
 use yester::engine::{BlobId, BlobReader, Repository};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1340,7 +1340,7 @@ impl Oracle {
     fn build(repo: &Path, copies: &HashMap<String, (PathBuf, PathBuf)>) -> Oracle {
         let r = Repository::open(Arc::new(LocalDir::new(repo))).unwrap();
         let reader = r.reader().unwrap();
-        let (snaps, broken) = yester::engine::snapshot::load_all(r.backend()).unwrap();
+        let (snaps, broken) = yester::engine::format::snapshot::load_all(r.backend()).unwrap();
         assert!(broken.is_empty());
         let mut o = Oracle {
             files: Vec::new(),

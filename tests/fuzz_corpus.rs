@@ -28,13 +28,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use yester::engine::backend::LocalDir;
-use yester::engine::config::{ChunkerParams, RepoConfig};
-use yester::engine::id::{content_hash, BlobId, SnapshotId};
-use yester::engine::index::decode_index_file;
-use yester::engine::pack::{decode_blob, BlobKind, Compression, PackEntry};
-use yester::engine::snapshot::{LinkTable, Snapshot};
-use yester::engine::tree::HardlinkKey;
+use yester::engine::format::compress::{decode_blob, Compression};
+use yester::engine::format::config::{ChunkerParams, RepoConfig};
+use yester::engine::format::id::{content_hash, BlobId, SnapshotId};
+use yester::engine::format::index::decode_index_file;
+use yester::engine::format::pack::{BlobKind, PackEntry};
+use yester::engine::format::snapshot::{LinkTable, Snapshot};
+use yester::engine::format::tree::HardlinkKey;
+use yester::engine::LocalDir;
 use yester::nfs::xdr::{Reader, Writer};
 
 const TARGETS: [&str; 9] = [
@@ -281,7 +282,7 @@ fn fuzz_pack() {
 
 #[test]
 fn fuzz_blob() {
-    let key = yester::engine::id::BlobKey(checks::FUZZ_KEY);
+    let key = yester::engine::format::id::BlobKey(checks::FUZZ_KEY);
     let decode = |d: &[u8]| -> Option<Vec<u8>> {
         if d.len() < 37 {
             return None;

@@ -915,7 +915,7 @@ fn reads_follow_data_that_prune_moved() {
     // b's copy of the file dedups into a's pack, which prune will rewrite.
     fs::write(b.join("shared"), &shared).unwrap();
     backup("b", &b);
-    let r = yester::engine::Repository::open(Arc::new(yester::engine::backend::LocalDir::new(
+    let r = yester::engine::Repository::open(Arc::new(yester::engine::LocalDir::new(
         repo.path.clone(),
     )))
     .unwrap();
@@ -985,7 +985,7 @@ fn a_point_whose_snapshot_was_pruned_resolves_on_the_new_state() {
         .expect_success();
     };
     backup();
-    let r = yester::engine::Repository::open(Arc::new(yester::engine::backend::LocalDir::new(
+    let r = yester::engine::Repository::open(Arc::new(yester::engine::LocalDir::new(
         repo.path.clone(),
     )))
     .unwrap();

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use toml::Spanned;
-use yester::engine::config::{validate_levels, Level};
+use yester::engine::format::config::{validate_levels, Level};
 
 /// Where the configuration is read from when nothing else is said.
 pub const DEFAULT_CONFIG: &str = "/etc/yester/yester.toml";
@@ -139,7 +139,7 @@ impl Loaded {
         let mut names: Vec<&str> = Vec::new();
         for s in &self.config.sources {
             let name = s.name.get_ref();
-            if let Err(e) = yester::engine::snapshot::check_source_name(name) {
+            if let Err(e) = yester::engine::format::snapshot::check_source_name(name) {
                 problems.push(format!("{}: {e}", self.at(&s.name)));
             }
             if names.contains(&name.as_str()) {

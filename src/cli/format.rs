@@ -1,6 +1,6 @@
 //! Plain-text formatting for user output.
 
-use yester::engine::tree::{Entry, NodeKind};
+use yester::engine::format::tree::{Entry, NodeKind};
 
 /// Bytes as a short human size (binary units).
 pub fn bytes(n: u64) -> String {

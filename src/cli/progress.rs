@@ -5,8 +5,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use yester::engine::backup::Progress;
-use yester::engine::check::CheckProgress;
+use yester::engine::BackupProgress as Progress;
+use yester::engine::CheckProgress;
 
 /// A spinner with counts and rate for backups; hidden when stderr is not a terminal.
 pub struct BackupProgress {
@@ -112,7 +112,7 @@ impl RestoreBar {
     }
 }
 
-impl yester::engine::restore::RestoreProgress for RestoreBar {
+impl yester::engine::RestoreProgress for RestoreBar {
     fn bytes_done(&self, bytes: u64) {
         if let Some(b) = &self.bar {
             b.inc(bytes);

@@ -6,8 +6,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
 use anyhow::Result;
-use yester::engine::backend::Backend;
-use yester::engine::snapshot::SnapshotEntry;
+use yester::engine::format::snapshot::SnapshotEntry;
+use yester::engine::Backend;
 use yester::engine::Repository;
 use yester::points::View;
 
@@ -16,7 +16,7 @@ use super::context::Ctx;
 /// The storage at `location`: a local directory, given as a path or a `file:///path` URL
 /// (the engine's one factory; SSH and S3 locations are refused there by name).
 pub fn backend(location: &str) -> Result<Arc<dyn Backend>> {
-    Ok(yester::engine::backend::open_url(location)?)
+    Ok(yester::engine::open_url(location)?)
 }
 
 /// Open the repository the context names.

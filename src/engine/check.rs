@@ -3,14 +3,15 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::backend::{list_names, Kind};
-use super::error::Result;
-use super::id::{content_hash, BlobId, PackId};
-use super::index::{encode_index_file, read_index_file, Index, IndexedPack};
-use super::pack::{decode_blob, read_trailer, PackEntry};
-use super::repo::{BlobReader, Repository};
-use super::snapshot::{load_all, SnapshotEntry};
-use super::tree::{NodeKind, Tree};
+use crate::engine::error::Result;
+use crate::engine::format::compress::decode_blob;
+use crate::engine::format::id::{content_hash, BlobId, PackId};
+use crate::engine::format::index::{encode_index_file, read_index_file, Index, IndexedPack};
+use crate::engine::format::pack::{read_trailer, PackEntry};
+use crate::engine::format::snapshot::{load_all, SnapshotEntry};
+use crate::engine::format::tree::{NodeKind, Tree};
+use crate::engine::store::repo::{BlobReader, Repository};
+use crate::engine::store::{list_names, Kind};
 
 /// Check options.
 #[derive(Clone, Copy, Debug, Default)]
@@ -275,7 +276,12 @@ pub fn check<P: CheckProgress>(
 /// pack, then delete the old index files. Returns the packs indexed and the unreadable ones.
 pub fn repair_index(repo: &Repository, wait: std::time::Duration) -> Result<(usize, Vec<String>)> {
     let be = repo.backend();
-    let _lock = repo.lock(super::lock::REPOSITORY, true, "check --repair-index", wait)?;
+    let _lock = repo.lock(
+        crate::engine::store::lock::REPOSITORY,
+        true,
+        "check --repair-index",
+        wait,
+    )?;
     let mut packs = Vec::new();
     let mut unreadable = Vec::new();
     for name in list_names(be, Kind::Pack)? {

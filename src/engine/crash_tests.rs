@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::backend::{Kind, MemoryBackend, MemoryStore};
-use super::repo::Repository;
-use super::testdata::{assert_intact, noise, open, run_backup, small_packs, write_tree};
+use crate::engine::store::repo::Repository;
+use crate::engine::store::{Kind, MemoryBackend, MemoryStore};
+use crate::engine::testdata::{assert_intact, noise, open, run_backup, small_packs, write_tree};
 
 #[test]
 fn a_backup_killed_after_any_number_of_writes_leaves_a_sound_repository() {

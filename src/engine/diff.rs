@@ -1,11 +1,11 @@
 //! Differences between two snapshot trees. Subtrees with the same tree id are equal and are
 //! skipped without being read, so diffing two nearly equal snapshots reads little.
 
-use super::error::Result;
-use super::id::BlobId;
-use super::lookup::Node;
-use super::repo::BlobReader;
-use super::tree::{Entry, NodeKind, Tree};
+use crate::engine::error::Result;
+use crate::engine::format::id::BlobId;
+use crate::engine::format::tree::{Entry, NodeKind, Tree};
+use crate::engine::lookup::Node;
+use crate::engine::store::repo::BlobReader;
 
 /// How an entry differs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

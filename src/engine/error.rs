@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use super::backend::{StoreError, StoreErrorKind};
+use crate::engine::store::{StoreError, StoreErrorKind};
 
 /// Result alias for the engine.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

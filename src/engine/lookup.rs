@@ -1,9 +1,9 @@
 //! Resolving a path inside a snapshot.
 
-use super::error::{Error, Result};
-use super::id::BlobId;
-use super::repo::BlobReader;
-use super::tree::{Entry, NodeKind, Tree};
+use crate::engine::error::{Error, Result};
+use crate::engine::format::id::BlobId;
+use crate::engine::format::tree::{Entry, NodeKind, Tree};
+use crate::engine::store::repo::BlobReader;
 
 /// What a path inside a snapshot names.
 #[derive(Clone, Debug)]

@@ -8,16 +8,17 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use super::backend::{list_names, Kind, ObjectInfo};
-use super::error::{Error, Result};
-use super::failpoint::failpoint;
-use super::id::{BlobId, PackId};
-use super::index::{encode_index_file, read_index_file, Index, IndexedPack};
-use super::lock;
-use super::pack::{decode_blob, PackEntry};
-use super::repo::{BlobReader, BlobWriter, Repository};
-use super::snapshot::load_all;
-use super::tree::NodeKind;
+use crate::engine::error::{Error, Result};
+use crate::engine::failpoint::failpoint;
+use crate::engine::format::compress::decode_blob;
+use crate::engine::format::id::{BlobId, PackId};
+use crate::engine::format::index::{encode_index_file, read_index_file, Index, IndexedPack};
+use crate::engine::format::pack::PackEntry;
+use crate::engine::format::snapshot::load_all;
+use crate::engine::format::tree::NodeKind;
+use crate::engine::store::lock;
+use crate::engine::store::repo::{BlobReader, BlobWriter, Repository};
+use crate::engine::store::{list_names, Kind, ObjectInfo};
 
 /// Prune options.
 #[derive(Clone, Copy, Debug)]

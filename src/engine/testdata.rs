@@ -7,13 +7,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::backend::{MemoryBackend, MemoryStore};
 use super::backup::{backup, BackupOptions, NoProgress};
 use super::check::{check, CheckOptions, NoCheckProgress};
-use super::config::{ChunkerParams, RepoConfig};
-use super::id::{BlobId, SnapshotId};
-use super::repo::{BlobReader, Repository};
-use super::tree::NodeKind;
+use super::format::config::{ChunkerParams, RepoConfig};
+use super::format::id::{BlobId, SnapshotId};
+use super::format::tree::NodeKind;
+use super::store::{BlobReader, MemoryBackend, MemoryStore, Repository};
 
 /// `n` pseudo-random bytes (xorshift), continuing the stream in `x` (not zero).
 pub fn noise(x: &mut u64, n: usize) -> Vec<u8> {

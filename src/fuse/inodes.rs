@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{Errno, FileAttr, FileType, INodeNo};
 
-use crate::engine::tree::{NodeKind, Timestamp};
+use crate::engine::format::tree::{NodeKind, Timestamp};
 use crate::vfs::{Attr, Node, OpenFile, Vfs, VfsError};
 
 /// How long the kernel may cache what never changes (everything inside a snapshot).

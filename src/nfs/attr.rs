@@ -6,7 +6,7 @@ use nfsserve::nfs::{fattr3, fsinfo3, ftype3, nfsstat3, nfstime3, post_op_attr, s
 use super::dispatch::{stat_of, Caller, Service, NAME_MAX, RTMAX};
 use super::exports::Creds;
 use super::xdr::{Garbage, Reader, Writer};
-use crate::engine::tree::{NodeKind, Timestamp};
+use crate::engine::format::tree::{NodeKind, Timestamp};
 use crate::vfs::{acl, Attr, Node, Vfs};
 
 const ACCESS_READ: u32 = 0x1;

@@ -6,7 +6,7 @@ use super::attr::{fattr, permitted};
 use super::dispatch::{stat_of, Caller, Service, NAME_MAX, PATH_MAX};
 use super::handle::ExportTag;
 use super::xdr::{Garbage, Reader, Writer};
-use crate::engine::tree::NodeKind;
+use crate::engine::format::tree::NodeKind;
 use crate::vfs::Node;
 
 impl Service {

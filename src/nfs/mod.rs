@@ -7,14 +7,14 @@
 
 mod attr;
 mod dispatch;
-pub mod exports;
-pub mod handle;
+pub(crate) mod exports;
+pub(crate) mod handle;
 mod lookup;
 mod mount;
 mod read;
 mod readdir;
 pub mod rpc;
-pub mod server;
+pub(crate) mod server;
 pub mod xdr;
 
 pub use dispatch::{Reply, Service};

@@ -7,7 +7,7 @@ use super::dispatch::{Caller, Service, PATH_MAX};
 use super::exports::normalise;
 use super::rpc::Call;
 use super::xdr::{Garbage, Reader, Writer};
-use crate::engine::tree::NodeKind;
+use crate::engine::format::tree::NodeKind;
 use crate::vfs::VfsError;
 
 /// MOUNT status codes.

@@ -5,7 +5,7 @@ use nfsserve::nfs::{nfsstat3, post_op_attr};
 use super::attr::{fattr, permitted, post_attr};
 use super::dispatch::{stat_of, Caller, Service, RTMAX};
 use super::xdr::{Garbage, Reader, Writer};
-use crate::engine::tree::NodeKind;
+use crate::engine::format::tree::NodeKind;
 use crate::vfs::Slice;
 
 impl Service {

@@ -5,7 +5,7 @@ use nfsserve::nfs::{nfsstat3, post_op_attr, post_op_fh3};
 use super::attr::{fattr, permitted};
 use super::dispatch::{stat_of, Caller, Service};
 use super::xdr::{opaque_len, Garbage, Reader, Writer};
-use crate::engine::tree::NodeKind;
+use crate::engine::format::tree::NodeKind;
 
 impl Service {
     /// READDIR and READDIRPLUS. Cookies are positions: 1 and 2 follow "." and "..", child

@@ -6,15 +6,18 @@
 //! the whole view. The legacy object `points/<source>` of older repositories is read as the
 //! oldest generation. Rotation only edits this list; it never copies or rewrites data.
 //! Format: docs/FORMAT.md, "Point catalogues".
+//!
+//! Over 600 lines because of its tests (about 280): the code itself (the record, its
+//! generations, and rotation over them) is one idea and reads best in one file.
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::backend::{list_names, Backend, Kind};
-use crate::engine::config::Level;
-use crate::engine::id::content_hash;
-use crate::engine::snapshot::check_source_name;
+use crate::engine::format::config::Level;
+use crate::engine::format::id::content_hash;
+use crate::engine::format::snapshot::check_source_name;
+use crate::engine::store::{list_names, Backend, Kind};
 use crate::engine::{Error, Result, SnapshotId};
 
 use super::name::PointName;
@@ -547,7 +550,7 @@ pub fn check_all(backend: &dyn Backend) -> Result<CatalogCheck> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::backend::LocalDir;
+    use crate::engine::store::LocalDir;
 
     fn store() -> (tempfile::TempDir, LocalDir) {
         let t = tempfile::tempdir().unwrap();

@@ -10,8 +10,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::engine::backend::{Kind, MemoryBackend, MemoryStore};
-use crate::engine::config::Level;
+use crate::engine::format::config::Level;
+use crate::engine::store::{Kind, MemoryBackend, MemoryStore};
 use crate::engine::testdata::{
     assert_sound, noise, open, read_files, run_backup, small_packs, write_tree, Files, SOURCE,
 };

@@ -6,17 +6,17 @@
 //! `prune` later reclaims their data).
 
 pub mod backup;
-pub mod catalog;
-pub mod name;
+pub(crate) mod catalog;
+pub(crate) mod name;
 pub mod status;
-pub mod view;
+pub(crate) mod view;
 
 #[cfg(test)]
 mod crash_tests;
 
 use std::time::Duration;
 
-use crate::engine::lock::{self, LockGuard};
+use crate::engine::store::lock::{self, LockGuard};
 use crate::engine::{Error, Repository, Result, SnapshotId};
 
 pub use catalog::{Catalog, CatalogCheck, Generation, RotateOutcome};
@@ -34,7 +34,7 @@ fn lock_points(
     op: &str,
     wait: Duration,
 ) -> Result<(LockGuard, LockGuard)> {
-    crate::engine::snapshot::check_source_name(source)?;
+    crate::engine::format::snapshot::check_source_name(source)?;
     // (Taking the locks is this process's first write: the backend removes dead writers' temp
     // files then, so the leftovers of a killed rotation or forget do not pile up.)
     let repo_lock = repo.lock(lock::REPOSITORY, false, op, wait)?;

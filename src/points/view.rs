@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::engine::config::Level;
-use crate::engine::snapshot::{load_all_reusing, resolve as resolve_id, SnapshotEntry};
+use crate::engine::format::config::Level;
+use crate::engine::format::snapshot::{load_all_reusing, resolve as resolve_id, SnapshotEntry};
 use crate::engine::{Error, Repository, Result, SnapshotId};
 
 use super::catalog::{self, Cache, Catalog, Generation};
@@ -240,8 +240,8 @@ impl Selector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::backend::LocalDir;
-    use crate::engine::config::{ChunkerParams, RepoConfig};
+    use crate::engine::format::config::{ChunkerParams, RepoConfig};
+    use crate::engine::store::LocalDir;
 
     fn repo() -> (tempfile::TempDir, Repository) {
         let t = tempfile::tempdir().unwrap();

@@ -8,7 +8,7 @@
 //! grants more than the ACL did.
 
 use super::Attr;
-use crate::engine::tree::NodeKind;
+use crate::engine::format::tree::NodeKind;
 
 /// The name of the extended attribute that holds a file's access ACL.
 pub const ACCESS_ACL: &[u8] = b"system.posix_acl_access";
@@ -166,7 +166,7 @@ pub fn permitted(a: &Attr, acl: Option<&Acl>, c: &Caller, want: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::tree::Timestamp;
+    use crate::engine::format::tree::Timestamp;
 
     fn encode(entries: &[(u16, u16, u32)]) -> Vec<u8> {
         let mut b = VERSION.to_le_bytes().to_vec();

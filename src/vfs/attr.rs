@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use crate::engine::snapshot::{LinkTable, SnapshotEntry};
-use crate::engine::tree::{Entry, NodeKind, Timestamp};
+use crate::engine::format::snapshot::{LinkTable, SnapshotEntry};
+use crate::engine::format::tree::{Entry, NodeKind, Timestamp};
 use crate::engine::SnapshotId;
 
 use super::state::State;

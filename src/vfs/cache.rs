@@ -7,7 +7,7 @@ use std::time::Duration;
 use lru::LruCache;
 
 use super::admission::Sketch;
-use crate::engine::tree::Tree;
+use crate::engine::format::tree::Tree;
 use crate::engine::BlobId;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -125,7 +125,8 @@ impl ChunkCache {
         c.main.put(id, data);
     }
 
-    /// Bytes held now.
+    /// Bytes held now (only the tests ask).
+    #[cfg(test)]
     pub fn bytes(&self) -> usize {
         let c = lock(&self.inner);
         c.window_bytes + c.main_bytes
@@ -180,7 +181,7 @@ fn tree_bytes(t: &Tree) -> usize {
             std::mem::size_of_val(e)
                 + e.name.len()
                 + e.target.len()
-                + e.chunks.len() * std::mem::size_of::<crate::engine::tree::ChunkRef>()
+                + e.chunks.len() * std::mem::size_of::<crate::engine::format::tree::ChunkRef>()
                 + e.xattrs
                     .iter()
                     .map(|(k, v)| k.len() + v.len() + 48)

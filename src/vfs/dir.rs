@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use crate::engine::tree::{NodeKind, Tree};
+use crate::engine::format::tree::{NodeKind, Tree};
 use crate::engine::{BlobId, SnapshotId};
 use crate::points::{PointName, Selector};
 

@@ -4,7 +4,7 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::engine::tree::ChunkRef;
+use crate::engine::format::tree::ChunkRef;
 
 use super::{Vfs, VfsResult};
 

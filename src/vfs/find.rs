@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 
-use crate::engine::tree::NodeKind;
+use crate::engine::format::tree::NodeKind;
 use crate::engine::{BlobId, SnapshotId};
 use crate::points::Selector;
 

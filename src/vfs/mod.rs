@@ -16,18 +16,18 @@
 //! Threading: every method takes `&self` and may be called from many threads at once.
 //! Caches are behind mutexes held only for map operations, never during I/O.
 
-pub mod acl;
-pub mod admission;
+pub(crate) mod acl;
+pub(crate) mod admission;
 mod attr;
-pub mod cache;
+pub(crate) mod cache;
 mod dir;
-pub mod error;
-pub mod file;
+pub(crate) mod error;
+pub(crate) mod file;
 mod find;
 pub mod layout;
-pub mod node;
+pub(crate) mod node;
 mod read;
-pub mod state;
+pub(crate) mod state;
 
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
@@ -35,8 +35,8 @@ use std::time::Duration;
 
 use lru::LruCache;
 
-use crate::engine::snapshot::{LinkTable, SnapshotEntry};
-use crate::engine::tree::{Entry, NodeKind, Tree};
+use crate::engine::format::snapshot::{LinkTable, SnapshotEntry};
+use crate::engine::format::tree::{Entry, NodeKind, Tree};
 use crate::engine::{BlobId, Repository, SnapshotId};
 use crate::points::Selector;
 

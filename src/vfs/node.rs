@@ -15,7 +15,7 @@
 //! reached through ([`Via`]), which is mixed into its number and kept in its NFS handle;
 //! below a dated snapshot it has none. Files keep one number everywhere, like hard links.
 
-use crate::engine::tree::HardlinkKey;
+use crate::engine::format::tree::HardlinkKey;
 use crate::engine::{BlobId, SnapshotId};
 use crate::points::{PointName, Selector};
 

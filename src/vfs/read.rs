@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::engine::tree::{ChunkRef, NodeKind};
+use crate::engine::format::tree::{ChunkRef, NodeKind};
 
 use super::{lock, moved, Node, OpenFile, Slice, Vfs, VfsError, VfsResult};
 

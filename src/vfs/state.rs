@@ -9,7 +9,7 @@
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
-use crate::engine::tree::Timestamp;
+use crate::engine::format::tree::Timestamp;
 use crate::engine::{BlobReader, Repository, Result};
 use crate::points::View;
 
@@ -28,7 +28,7 @@ impl State {
     pub fn snapshot(
         &self,
         id: &crate::engine::SnapshotId,
-    ) -> Option<&crate::engine::snapshot::SnapshotEntry> {
+    ) -> Option<&crate::engine::format::snapshot::SnapshotEntry> {
         self.view.all.iter().find(|s| s.id == *id)
     }
 }

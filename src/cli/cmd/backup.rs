@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use yester::engine::backup::BackupOptions;
+use yester::engine::BackupOptions;
 use yester::points::backup::{backup_and_record, BackupError, Recorded};
 
 use crate::cli::context::Ctx;

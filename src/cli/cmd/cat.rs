@@ -5,8 +5,8 @@ use std::io::{self, Write};
 
 use anyhow::{bail, Result};
 use clap::Args;
-use yester::engine::lookup::{lookup, Node};
-use yester::engine::tree::NodeKind;
+use yester::engine::format::tree::NodeKind;
+use yester::engine::{lookup, Node};
 
 use crate::cli::context::Ctx;
 use crate::cli::repo;

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::Args;
-use yester::engine::check::{self as check_mod, CheckOptions};
+use yester::engine::{check as check_repo, repair_index, CheckOptions};
 
 use crate::cli::context::Ctx;
 use crate::cli::progress::CheckBar;
@@ -21,7 +21,7 @@ pub struct CheckArgs {
 pub fn check(ctx: &Ctx, a: CheckArgs) -> Result<u8> {
     let repo = repo::open(ctx)?;
     if a.repair_index {
-        let (packs, unreadable) = check_mod::repair_index(&repo, ctx.lock_wait)?;
+        let (packs, unreadable) = repair_index(&repo, ctx.lock_wait)?;
         for u in &unreadable {
             eprintln!("yester: unreadable pack left out of the index: {u}");
         }
@@ -29,7 +29,7 @@ pub fn check(ctx: &Ctx, a: CheckArgs) -> Result<u8> {
             println!("rebuilt the index from {packs} packs");
         }
     }
-    let r = check_mod::check(
+    let r = check_repo(
         &repo,
         CheckOptions {
             read_data: a.read_data,

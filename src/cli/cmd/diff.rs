@@ -5,9 +5,9 @@ use std::io::{self, Write};
 
 use anyhow::Result;
 use clap::Args;
-use yester::engine::diff::{diff as diff_trees, Change};
-use yester::engine::lookup::lookup;
-use yester::engine::tree::NodeKind;
+use yester::engine::format::tree::NodeKind;
+use yester::engine::lookup;
+use yester::engine::{diff as diff_trees, Change};
 
 use crate::cli::context::Ctx;
 use crate::cli::repo;

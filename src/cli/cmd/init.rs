@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::Args;
-use yester::engine::config::{validate_levels, ChunkerParams, Level, RepoConfig};
+use yester::engine::format::config::{validate_levels, ChunkerParams, Level, RepoConfig};
 use yester::engine::Repository;
 
 use crate::cli::context::Ctx;

@@ -5,8 +5,8 @@ use std::io::{self, Write};
 
 use anyhow::Result;
 use clap::Args;
-use yester::engine::lookup::{lookup, Node};
-use yester::engine::tree::{Entry, NodeKind};
+use yester::engine::format::tree::{Entry, NodeKind};
+use yester::engine::{lookup, Node};
 use yester::engine::{BlobId, BlobReader};
 
 use crate::cli::context::Ctx;

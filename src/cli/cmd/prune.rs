@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Result};
 use clap::Args;
-use yester::engine::prune::{prune as prune_repo, PruneOptions};
+use yester::engine::{prune as prune_repo, PruneOptions};
 
 use crate::cli::context::Ctx;
 use crate::cli::{format, progress, repo};

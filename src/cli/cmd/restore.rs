@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use yester::engine::lookup::lookup;
-use yester::engine::restore::{self as restore_mod, RestoreOptions};
+use yester::engine::lookup;
+use yester::engine::RestoreOptions;
 
 use crate::cli::context::Ctx;
 use crate::cli::progress::RestoreBar;
@@ -40,9 +40,9 @@ pub fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
     let total = if ctx.quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         0
     } else {
-        restore_mod::total_bytes(&reader, &node)?
+        yester::engine::restore_total_bytes(&reader, &node)?
     };
-    let r = restore_mod::restore(&reader, &node, &opts, &RestoreBar::new(ctx.quiet, total))?;
+    let r = yester::engine::restore(&reader, &node, &opts, &RestoreBar::new(ctx.quiet, total))?;
     for e in &r.errors {
         eprintln!("yester: {e}");
     }

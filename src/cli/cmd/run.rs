@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Result};
 use clap::Args;
-use yester::engine::backup::BackupOptions;
+use yester::engine::BackupOptions;
 use yester::points::backup::backup_and_record;
 use yester::points::RotateOutcome;
 

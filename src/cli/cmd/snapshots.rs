@@ -4,7 +4,7 @@ use std::io::{self, Write};
 
 use anyhow::Result;
 use clap::Args;
-use yester::engine::snapshot::SnapshotEntry;
+use yester::engine::format::snapshot::SnapshotEntry;
 
 use crate::cli::context::Ctx;
 use crate::cli::{format, repo};

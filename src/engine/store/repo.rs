@@ -4,17 +4,17 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::backend::{list_names, Backend, Kind, StoreErrorKind};
-use super::config::RepoConfig;
-use super::error::{Error, Result};
-use super::id::{BlobId, BlobKey, SnapshotId};
-use super::index::Index;
 use super::lock::{self, LockGuard};
-use super::pack::decode_blob;
-use super::snapshot::{load_all, SnapshotEntry};
-use super::tree::{ChunkRef, Tree};
+use super::{list_names, Backend, Kind, StoreErrorKind};
+use crate::engine::error::{Error, Result};
+use crate::engine::format::compress::decode_blob;
+use crate::engine::format::config::RepoConfig;
+use crate::engine::format::id::{BlobId, BlobKey, SnapshotId};
+use crate::engine::format::index::Index;
+use crate::engine::format::snapshot::{load_all, SnapshotEntry};
+use crate::engine::format::tree::{ChunkRef, Tree};
 
-pub use super::writer::{BlobWriter, WriteStats};
+pub use super::writer::BlobWriter;
 
 /// Name of the config object.
 pub const CONFIG_NAME: &str = "config";
@@ -71,14 +71,14 @@ impl Repository {
         })
     }
 
-    /// Open the repository at a location (see [`super::backend::open_url`]).
+    /// Open the repository at a location (see [`super::open_url`]).
     pub fn open_url(url: &str) -> Result<Self> {
-        Self::open(super::backend::open_url(url)?)
+        Self::open(super::open_url(url)?)
     }
 
-    /// Create a new repository at a location (see [`super::backend::init_url`]).
+    /// Create a new repository at a location (see [`super::init_url`]).
     pub fn init_url(url: &str, config: RepoConfig) -> Result<Self> {
-        Self::init(super::backend::init_url(url)?, config)
+        Self::init(super::init_url(url)?, config)
     }
 
     /// The validated config.

@@ -2,8 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::error::{Error, Result};
 use super::id::{content_hash, BlobKey};
+use crate::engine::error::{Error, Result};
 
 /// The repository format version this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;

@@ -6,16 +6,9 @@
 //! contract, which every backend keeps and the engine relies on, is docs/FORMAT.md, "Storage
 //! contract".
 
-mod direct;
-mod error;
-mod local;
-mod memory;
-mod url;
-
-pub use error::{StoreError, StoreErrorKind, StoreResult};
-pub use local::LocalDir;
-pub use memory::{MemoryBackend, MemoryStore};
-pub use url::{init_url, open_url};
+use super::error::StoreResult;
+#[cfg(doc)]
+use super::{MemoryBackend, StoreErrorKind};
 
 /// The kinds of object a repository holds; each maps to a folder (or key prefix).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

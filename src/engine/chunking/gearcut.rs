@@ -13,8 +13,8 @@ use std::sync::LazyLock;
 
 use fastcdc::v2020::{get_gear_with_seed, select_masks, Normalization};
 
-use super::config::ChunkerParams;
 use super::zeros::zero_run;
+use crate::engine::format::config::ChunkerParams;
 
 /// The crate's unseeded gear tables (`FastCDC::new` uses these), as arrays so that indexing
 /// by a byte needs no bounds check.

@@ -5,8 +5,8 @@ use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Once, OnceLock};
 
+use super::lock::{hostname, pid_alive};
 use super::{Backend, Kind, ObjectInfo, StoreError, StoreErrorKind, StoreResult, Suffix};
-use crate::engine::lock::{hostname, pid_alive};
 
 /// Folder for in-progress writes; files there are `<host>.<pid>.<random>`.
 const TMP_DIR: &str = "tmp";

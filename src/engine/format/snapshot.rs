@@ -2,9 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::backend::{list_names, Backend, Kind};
-use super::error::{Error, Result};
 use super::id::{content_hash, BlobId, SnapshotId};
+use crate::engine::error::{Error, Result};
+use crate::engine::store::{list_names, Backend, Kind};
 
 /// Version of the snapshot record layout.
 pub const SNAPSHOT_VERSION: u32 = 1;
@@ -239,7 +239,7 @@ mod tests {
     proptest! {
         #[test]
         fn snapshot_and_link_table_decoders_never_panic(data in proptest::collection::vec(any::<u8>(), 0..300)) {
-            let id = SnapshotId(crate::engine::id::content_hash(&data));
+            let id = SnapshotId(crate::engine::format::id::content_hash(&data));
             let _ = Snapshot::decode(&id, &data, "t");
             let _ = LinkTable::decode(&data, "t");
         }

@@ -8,11 +8,12 @@
 
 use std::collections::HashMap;
 
-use super::backend::{list_names, Backend, Kind};
 use super::codec::{Decoder, Encoder};
-use super::error::{Error, Result};
+use super::compress::Compression;
 use super::id::{content_hash, BlobId, IndexId, PackId};
-use super::pack::{encode_entries, parse_entries, BlobKind, Compression, PackEntry, ENTRY_LEN};
+use super::pack::{encode_entries, parse_entries, BlobKind, PackEntry, ENTRY_LEN};
+use crate::engine::error::{Error, Result};
+use crate::engine::store::{list_names, Backend, Kind};
 
 /// First 8 bytes of every index file.
 pub const INDEX_MAGIC: &[u8; 8] = b"YSTRIDX1";

@@ -2,8 +2,8 @@
 //! Encoding: docs/FORMAT.md, "Tree blobs".
 
 use super::codec::{Decoder, Encoder};
-use super::error::{Error, Result};
 use super::id::BlobId;
+use crate::engine::error::{Error, Result};
 
 /// Version byte written at the start of every tree blob (2 records files' inode numbers).
 pub const TREE_VERSION: u8 = 2;

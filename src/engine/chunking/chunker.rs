@@ -10,9 +10,9 @@
 
 use std::io::{self, Read};
 
-use super::config::ChunkerParams;
 use super::gearcut::GearCut;
 use super::zeros::all_zero;
+use crate::engine::format::config::ChunkerParams;
 
 /// Splits a byte stream into chunks; call [`Chunker::next_chunk`] until it returns `None`.
 pub struct Chunker<'b, R> {
@@ -39,6 +39,7 @@ fn buffer_len(params: ChunkerParams) -> usize {
     (params.max_size as usize * 2).max(1 << 20)
 }
 
+#[cfg(test)] // only the tests use it
 /// A buffer for [`Chunker`]. Allocate it once and reuse it for every file (zeroing megabytes
 /// per small file would dominate a backup).
 pub fn chunk_buffer(params: ChunkerParams) -> Vec<u8> {

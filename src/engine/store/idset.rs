@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 
-use super::id::BlobId;
+use crate::engine::format::id::BlobId;
 
 /// Ids held in the hash set before it is merged into the array.
 const BUFFER: usize = 1 << 16;
@@ -39,12 +39,9 @@ impl IdSet {
         true
     }
 
+    #[cfg(test)] // only the tests use it
     pub fn len(&self) -> usize {
         self.sorted.len() + self.recent.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Move the recent ids into the array: sorted, then merged in from the back, in place

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::error::{Error, Result};
+use crate::engine::error::{Error, Result};
 
 /// Length of every identifier in bytes.
 pub const ID_LEN: usize = 32;

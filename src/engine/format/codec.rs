@@ -4,7 +4,7 @@
 //! zig-zag mapped first. Byte strings are a uvarint length followed by the bytes. See
 //! docs/FORMAT.md, section "Encodings".
 
-use super::error::{Error, Result};
+use crate::engine::error::{Error, Result};
 
 /// Appends encoded values to a byte vector.
 #[derive(Default)]

@@ -1,6 +1,6 @@
 //! Thread pools for the I/O-heavy commands (backup, restore).
 
-use super::error::{Error, Result};
+use crate::engine::error::{Error, Result};
 
 /// Worker threads when none are asked for: two per core, at least four. Reading many small
 /// files from a cold cache waits on the disk, and several reads in flight are served several

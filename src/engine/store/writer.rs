@@ -13,13 +13,14 @@ use std::thread::JoinHandle;
 
 use rayon::prelude::*;
 
-use super::backend::Kind;
-use super::error::{Error, Result};
-use super::id::{BlobId, IndexId, PackId};
 use super::idset::IdSet;
-use super::index::{encode_index_file, Index, IndexedPack};
-use super::pack::{BlobKind, EncodedBlob, PackBuilder};
 use super::repo::Repository;
+use super::Kind;
+use crate::engine::error::{Error, Result};
+use crate::engine::format::compress::EncodedBlob;
+use crate::engine::format::id::{BlobId, IndexId, PackId};
+use crate::engine::format::index::{encode_index_file, Index, IndexedPack};
+use crate::engine::format::pack::{BlobKind, PackBuilder};
 
 /// Raw blobs gathered by [`BlobWriter`] before compressing them in parallel.
 const BATCH_BYTES: usize = 8 << 20;
@@ -194,13 +195,6 @@ impl<'a> BlobWriter<'a> {
     /// Whether the repository or this writer already has the blob.
     pub fn has(&self, id: &BlobId) -> bool {
         self.seen.contains(id) || self.index.contains(id)
-    }
-
-    /// Add a blob by content; returns its id.
-    pub fn add(&mut self, kind: BlobKind, raw: &[u8]) -> Result<BlobId> {
-        let id = self.repo.key().blob_id(raw);
-        self.add_with_id(id, kind, raw)?;
-        Ok(id)
     }
 
     /// Add a blob whose id the caller computed with the repository key.

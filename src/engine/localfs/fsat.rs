@@ -12,7 +12,7 @@ use std::os::unix::ffi::OsStrExt;
 use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{FileStat, Mode, SFlag};
 
-use super::tree::{NodeKind, Timestamp};
+use crate::engine::format::tree::{NodeKind, Timestamp};
 
 /// What `lstat` says about an entry.
 #[derive(Clone, Copy, Debug)]
