@@ -277,6 +277,11 @@ impl<P: Progress> Walker<'_, P> {
                 return Ok(None);
             }
         };
+        // A directory removed while we held it open lists what was left of it, often nothing,
+        // without an error: its link count of 0 tells (then whatever it held went with it).
+        if fsat::stat_fd(dir).is_ok_and(|st| st.nlink == 0) {
+            self.warn(path, "vanished while being read");
+        }
         names.sort();
         let prev_id = prev;
         let prev = self.prev_tree(prev);

@@ -232,11 +232,11 @@ pub fn decode_blob(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// The pack entry of `blob` stored at offset 8.
-    fn entry_of(blob: &EncodedBlob) -> PackEntry {
+    pub(crate) fn entry_of(blob: &EncodedBlob) -> PackEntry {
         PackEntry {
             id: blob.id,
             kind: blob.kind,

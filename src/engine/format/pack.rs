@@ -236,6 +236,7 @@ pub fn encode_entries(entries: &[PackEntry], out: &mut Encoder) {
 mod tests {
     use super::*;
     use crate::engine::format::compress::decode_blob;
+    use crate::engine::format::compress::tests::entry_of;
     use crate::engine::format::id::BlobKey;
     use crate::engine::store::MemoryBackend;
     use proptest::prelude::*;
@@ -250,18 +251,6 @@ mod tests {
         }
         let (id, bytes, _) = b.finish();
         (id, bytes)
-    }
-
-    /// The pack entry of `blob` stored at offset 8.
-    fn entry_of(blob: &EncodedBlob) -> PackEntry {
-        PackEntry {
-            id: blob.id,
-            kind: blob.kind,
-            compression: blob.compression,
-            offset: 8,
-            stored_len: blob.bytes.len() as u32,
-            raw_len: blob.raw_len,
-        }
     }
 
     proptest! {
