@@ -640,6 +640,7 @@ fn regenerate_fuzz_corpus() {
     cfg.id = "00112233445566778899aabbccddeeff".into();
     cfg.created = "2026-11-21T12:00:00Z".into();
     cfg.pack_size = 64 * 1024;
+    yester::points::set_levels(&mut cfg, &yester::points::default_levels()).unwrap();
     yester::engine::Repository::init(Arc::new(LocalDir::new(&repo)), cfg).unwrap();
     let r = repo.to_str().unwrap();
     let etc = src.join("etc");

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use toml::Spanned;
-use yester::engine::format::config::{validate_levels, Level};
+use yester::points::{validate_levels, Level};
 
 /// Where the configuration is read from when nothing else is said.
 pub const DEFAULT_CONFIG: &str = "/etc/yester/yester.toml";

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::format::config::Level;
+use super::levels::Level;
 use crate::engine::format::id::content_hash;
 use crate::engine::format::snapshot::check_source_name;
 use crate::engine::store::{list_names, Backend, Kind};

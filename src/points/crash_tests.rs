@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::engine::format::config::Level;
+use super::levels::{set_levels, Level};
 use crate::engine::store::{Kind, MemoryBackend, MemoryStore};
 use crate::engine::testdata::{
     assert_sound, noise, open, read_files, run_backup, small_packs, write_tree, Files, SOURCE,
@@ -25,13 +25,14 @@ const WAIT: Duration = Duration::ZERO;
 /// A new repository on `store`: small packs, and levels that fill after a few backups.
 fn init(store: &MemoryStore) -> Repository {
     let mut config = small_packs();
-    config.levels = [("hourly", 2), ("daily", 1)]
+    let levels: Vec<Level> = [("hourly", 2), ("daily", 1)]
         .into_iter()
         .map(|(name, keep)| Level {
             name: name.to_string(),
             keep,
         })
         .collect();
+    set_levels(&mut config, &levels).unwrap();
     Repository::init(Arc::new(MemoryBackend::on(store.clone())), config).unwrap()
 }
 

@@ -7,6 +7,7 @@
 
 pub mod backup;
 pub(crate) mod catalog;
+pub(crate) mod levels;
 pub(crate) mod name;
 pub mod status;
 pub(crate) mod view;
@@ -20,6 +21,7 @@ use crate::engine::store::lock::{self, LockGuard};
 use crate::engine::{Error, Repository, Result, SnapshotId};
 
 pub use catalog::{Catalog, CatalogCheck, Generation, RotateOutcome};
+pub use levels::{default_levels, levels_of, set_levels, validate_levels, Level};
 pub use name::PointName;
 pub use view::{Selector, View};
 
@@ -92,7 +94,7 @@ pub fn record_backup(
     let locks = lock_points(repo, source, "backup", wait)?;
     let loaded = load_for_edit(repo, source)?;
     let mut cat = loaded.catalog.clone();
-    let dropped = cat.add_backup(&repo.config().levels, id)?;
+    let dropped = cat.add_backup(&levels_of(repo)?, id)?;
     // Two edits of one catalogue must not overlap: save only under a live lease.
     locks.1.check()?;
     cat.save(repo.backend(), loaded.next_seq)?;
@@ -110,7 +112,7 @@ pub fn rotate(
     let locks = lock_points(repo, source, "rotate", wait)?;
     let loaded = load_for_edit(repo, source)?;
     let mut cat = loaded.catalog.clone();
-    let outcome = cat.rotate(&repo.config().levels, level)?;
+    let outcome = cat.rotate(&levels_of(repo)?, level)?;
     if let RotateOutcome::Promoted { dropped, .. } = &outcome {
         locks.1.check()?;
         cat.save(repo.backend(), loaded.next_seq)?;

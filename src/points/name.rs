@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::engine::format::config::valid_level_name;
+use super::levels::valid_level_name;
 
 /// The view's name for the newest snapshot of each source (`latest/web1`); no level may take it.
 pub const LATEST: &str = "latest";

@@ -4,11 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use crate::engine::format::config::Level;
 use crate::engine::format::snapshot::{load_all_reusing, resolve as resolve_id, SnapshotEntry};
 use crate::engine::{Error, Repository, Result, SnapshotId};
 
 use super::catalog::{self, Cache, Catalog, Generation};
+use super::levels::{levels_of, Level};
 use super::name::{dated_name, PointName};
 
 /// Which snapshot a name selects: the one selector type of the CLI, the FUSE mount and NFS.
@@ -175,7 +175,7 @@ impl View {
         }
         Ok((
             View {
-                levels: repo.config().levels.clone(),
+                levels: levels_of(repo)?,
                 sources,
                 all,
                 catalogs,

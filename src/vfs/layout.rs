@@ -11,10 +11,9 @@
 //! FUSE `--path`, NFS MNT and the command line all take their paths apart here, so a path that
 //! works in one works in the others.
 
-use crate::engine::format::config::Level;
 use crate::engine::format::snapshot::SnapshotEntry;
 use crate::engine::{Error, Result};
-use crate::points::{PointName, Selector, View};
+use crate::points::{Level, PointName, Selector, View};
 
 pub use crate::points::name::{LATEST, SNAPSHOTS};
 
@@ -135,7 +134,7 @@ pub fn resolve<'v>(view: &'v View, spec: &[u8]) -> Result<(&'v SnapshotEntry, Ve
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::format::config::default_levels;
+    use crate::points::default_levels;
 
     fn place(s: &str) -> Place {
         parse(s.as_bytes(), &default_levels()).unwrap()

@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::Args;
 use yester::engine::BackupOptions;
 use yester::points::backup::{backup_and_record, BackupError, Recorded};
+use yester::points::levels_of;
 
 use crate::cli::context::Ctx;
 use crate::cli::progress::BackupProgress;
@@ -74,7 +75,9 @@ pub fn backup(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
         backup_and_record(&repo, &opts, &mut BackupProgress::new(ctx.quiet || a.json))
             .map_err(into_anyhow)?;
     let s = &report.snapshot;
-    let lowest = repo.config().levels.first().map_or("", |l| l.name.as_str());
+    // Recording the backup read (and checked) these levels already.
+    let levels = levels_of(&repo).unwrap_or_default();
+    let lowest = levels.first().map_or("", |l| l.name.as_str());
     if a.json {
         let v = serde_json::json!({
             "id": report.id,

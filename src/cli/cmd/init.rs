@@ -2,8 +2,9 @@
 
 use anyhow::Result;
 use clap::Args;
-use yester::engine::format::config::{validate_levels, ChunkerParams, Level, RepoConfig};
+use yester::engine::format::config::{ChunkerParams, RepoConfig};
 use yester::engine::Repository;
+use yester::points::{default_levels, set_levels, validate_levels, Level};
 
 use crate::cli::context::Ctx;
 use crate::cli::size::parse_size;
@@ -34,6 +35,8 @@ pub struct InitArgs {
 #[derive(Clone)]
 pub struct Levels(Vec<Level>);
 
+/// `NAME=KEEP,…` is the command line's spelling of a list of levels (the configuration file
+/// has its own); what makes the list valid is the points layer's `validate_levels`.
 fn parse_levels(s: &str) -> Result<Levels, String> {
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -63,12 +66,16 @@ pub fn init(ctx: &Ctx, a: InitArgs) -> Result<u8> {
         anyhow::bail!("--pack-size must be between 1KiB and 1GiB");
     }
     config.pack_size = a.pack_size;
-    if let Some(l) = a.levels {
-        config.levels = l.0;
-    } else if let Some(l) = ctx.config.as_ref().and_then(|c| c.levels()) {
-        validate_levels(&l)?;
-        config.levels = l;
-    }
+    let levels = match a.levels {
+        Some(l) => l.0,
+        None => ctx
+            .config
+            .as_ref()
+            .and_then(|c| c.levels())
+            .unwrap_or_else(default_levels),
+    };
+    // Always written, the defaults too: the config says what the repository keeps.
+    set_levels(&mut config, &levels)?;
     let repo = Repository::init(repo::backend(&location)?, config)?;
     if !ctx.quiet {
         let c = &repo.config().chunk_sizes;

@@ -8,7 +8,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 use yester::engine::BackupOptions;
 use yester::points::backup::backup_and_record;
-use yester::points::RotateOutcome;
+use yester::points::{levels_of, RotateOutcome};
 
 use super::backup::EXIT_PARTIAL;
 use crate::cli::config_file::SourceSpec;
@@ -77,7 +77,9 @@ fn backup_source(ctx: &Ctx, repo: &yester::engine::Repository, s: &SourceSpec) -
         (Ok(_), Err(e)) => Outcome::Failed(e),
         (Ok(r), Ok(())) => {
             let st = &r.snapshot.stats;
-            let lowest = repo.config().levels.first().map_or("", |l| l.name.as_str());
+            // Recording the backup read (and checked) these levels already.
+            let levels = levels_of(repo).unwrap_or_default();
+            let lowest = levels.first().map_or("", |l| l.name.as_str());
             let line = format!(
                 "snapshot {} {lowest}.0: {} files ({} unchanged), read {}, added {}, {:.1}s",
                 r.id.short(),
@@ -111,7 +113,7 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
         );
     }
     let repo = repo::open(ctx)?;
-    let levels = &repo.config().levels;
+    let levels = &levels_of(&repo)?;
     let Some(pos) = levels.iter().position(|l| l.name == a.level) else {
         let names: Vec<&str> = levels.iter().map(|l| l.name.as_str()).collect();
         bail!(

@@ -69,58 +69,20 @@ impl Default for ChunkerParams {
     }
 }
 
-/// One retention level: its name and how many points it keeps (`hourly`, 6).
+/// One entry of the config's `levels` list as stored: a name and a count, nothing more. What
+/// the names may be, the bounds of `keep`, the defaults and what the list means are the points
+/// layer's (`src/points/levels.rs`); the engine only keeps the shape of the JSON.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Level {
+pub struct StoredLevel {
     pub name: String,
     pub keep: usize,
 }
 
-/// The default levels: hourly 6, daily 7, weekly 4, monthly 6 (lowest first).
-pub fn default_levels() -> Vec<Level> {
-    [("hourly", 6), ("daily", 7), ("weekly", 4), ("monthly", 6)]
-        .into_iter()
-        .map(|(name, keep)| Level {
-            name: name.to_string(),
-            keep,
-        })
-        .collect()
-}
-
-/// Top-level names of the view layout that no level may take.
-pub const RESERVED_NAMES: [&str; 2] = ["latest", "snapshots"];
-
-/// A level name: lowercase ASCII letters, digits, `_` and `-`, starting with a letter.
-pub fn valid_level_name(s: &str) -> bool {
-    let mut b = s.bytes();
-    matches!(b.next(), Some(c) if c.is_ascii_lowercase())
-        && b.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-')
-        && !RESERVED_NAMES.contains(&s)
-}
-
-/// Check a list of levels: at least one, names valid and unique, keep at least 1.
-pub fn validate_levels(levels: &[Level]) -> Result<()> {
-    if levels.is_empty() {
-        return Err(Error::Invalid("at least one level is needed".into()));
-    }
-    for (i, l) in levels.iter().enumerate() {
-        if !valid_level_name(&l.name) {
-            return Err(Error::Invalid(format!(
-                "level name {:?}: use lowercase letters, digits, '-' and '_', starting with a letter (not latest/snapshots)",
-                l.name
-            )));
-        }
-        if l.keep == 0 || l.keep > 100_000 {
-            return Err(Error::Invalid(format!(
-                "level {}: keep must be between 1 and 100000",
-                l.name
-            )));
-        }
-        if levels[..i].iter().any(|o| o.name == l.name) {
-            return Err(Error::Invalid(format!("level {} is listed twice", l.name)));
-        }
-    }
-    Ok(())
+/// Present levels are a list: `"levels": null` is refused as before, not taken as absent.
+fn present<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Vec<StoredLevel>>, D::Error> {
+    Vec::deserialize(d).map(Some)
 }
 
 /// The contents of the `config` object.
@@ -142,9 +104,19 @@ pub struct RepoConfig {
     pub pack_size: u32,
     /// Key for blob ids (hex, 32 bytes).
     pub blob_key: String,
-    /// Retention levels, lowest (most frequent) first.
-    #[serde(default = "default_levels")]
-    pub levels: Vec<Level>,
+    /// Retention levels, lowest (most frequent) first; `None` when the field is absent.
+    ///
+    /// Stored here so a repository carries its retention with it (and the JSON stays what it
+    /// always was), but as data the engine does not interpret: nothing in the engine uses levels.
+    /// Their rules (valid names, the reserved `latest`/`snapshots`, `keep` bounds, the defaults
+    /// an absent field means) are the points layer's, which checks them when a repository is
+    /// created (`points::set_levels`) and whenever it reads them (`points::levels_of`).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub levels: Option<Vec<StoredLevel>>,
 }
 
 /// How the `check` field is written (the checksum's 64 hex digits follow).
@@ -197,7 +169,8 @@ impl RepoConfig {
             compression_level,
             pack_size: DEFAULT_PACK_SIZE,
             blob_key: hex::encode(BlobKey::random()?.0),
-            levels: default_levels(),
+            // Set by the points layer (`points::set_levels`); absent means its defaults.
+            levels: None,
         })
     }
 
@@ -260,7 +233,6 @@ impl RepoConfig {
                 "compression_level out of range (1-19)",
             ));
         }
-        validate_levels(&c.levels).map_err(|e| Error::corrupt(object, e))?;
         Ok(c)
     }
 
@@ -303,6 +275,30 @@ mod tests {
 
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn levels_are_kept_as_given_and_only_their_shape_is_checked() {
+        let c = RepoConfig::new(ChunkerParams::default(), 3).unwrap();
+        let mut v = serde_json::to_value(&c).unwrap();
+        assert!(v.get("levels").is_none(), "no levels, no field");
+        let decode = |v: &serde_json::Value| {
+            RepoConfig::decode(&serde_json::to_vec_pretty(v).unwrap(), "config")
+        };
+        assert_eq!(decode(&v).unwrap().levels, None);
+        // Rules are not the engine's: points refuses this list, opening does not.
+        v["levels"] = serde_json::json!([{ "name": "Latest", "keep": 0 }]);
+        let got = decode(&v).unwrap().levels.unwrap();
+        assert_eq!((got[0].name.as_str(), got[0].keep), ("Latest", 0));
+        for bad in [
+            serde_json::Value::Null,
+            serde_json::json!({}),
+            serde_json::json!([{ "name": "hourly" }]),
+            serde_json::json!([{ "name": "hourly", "keep": -1 }]),
+        ] {
+            v["levels"] = bad.clone();
+            assert!(decode(&v).is_err(), "{bad}");
+        }
+    }
 
     proptest! {
         #[test]
