@@ -287,8 +287,21 @@ impl Vfs {
         }
     }
 
+    /// The virtual directory or point directory with identity `ident` in the state `st`.
+    pub(super) fn virtual_node(&self, st: &State, ident: &Ident) -> Option<Node> {
+        st.virtuals
+            .get_or_init(|| {
+                self.virtual_nodes(st)
+                    .into_iter()
+                    .map(|n| (n.ident(), n))
+                    .collect()
+            })
+            .get(ident)
+            .cloned()
+    }
+
     /// Every virtual directory and point directory of the current view.
-    pub(super) fn virtual_nodes(&self, st: &State) -> Vec<Node> {
+    fn virtual_nodes(&self, st: &State) -> Vec<Node> {
         let mut out = vec![Node::Root, Node::Latest, Node::Snapshots];
         for p in Self::point_names(st) {
             out.push(Node::Level(p));

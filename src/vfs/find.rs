@@ -28,20 +28,11 @@ impl Vfs {
     pub fn decode_node(&self, bytes: &[u8]) -> VfsResult<Node> {
         let st = self.state();
         match node::parse_encoded(bytes).ok_or(VfsError::Invalid)? {
-            node::Encoded::Virtual(ident) => self
-                .virtual_nodes(&st)
-                .into_iter()
-                .find(|n| n.ident() == ident)
-                .ok_or(VfsError::Stale),
+            node::Encoded::Virtual(ident) => self.virtual_node(&st, &ident).ok_or(VfsError::Stale),
             node::Encoded::PointDir { root, dir } => {
-                let sel = self
-                    .virtual_nodes(&st)
-                    .into_iter()
-                    .find_map(|n| match n {
-                        Node::Point { sel, .. } if n.ident() == root => Some(sel),
-                        _ => None,
-                    })
-                    .ok_or(VfsError::Stale)?;
+                let Some(Node::Point { sel, .. }) = self.virtual_node(&st, &root) else {
+                    return Err(VfsError::Stale);
+                };
                 self.point_dir(&st, sel, dir)
             }
             node::Encoded::SnapRoot(prefix) => st

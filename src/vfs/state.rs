@@ -21,6 +21,10 @@ pub struct State {
     /// until one does): the virtual directories' times are at least this, so a listing the
     /// kernel cached is dropped also when a snapshot older than the newest appears or goes.
     pub changed: Timestamp,
+    /// Every virtual and point directory by identity, made on first use (see
+    /// `Vfs::virtual_node`): each NFS call on such a handle looks its node up here.
+    pub(super) virtuals:
+        std::sync::OnceLock<std::collections::HashMap<super::node::Ident, super::Node>>,
 }
 
 impl State {
@@ -88,6 +92,7 @@ fn load(repo: &Repository, prev: Option<&State>) -> Result<State> {
         view,
         reader,
         changed,
+        virtuals: std::sync::OnceLock::new(),
     })
 }
 
