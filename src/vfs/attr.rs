@@ -162,8 +162,8 @@ impl Vfs {
                 // under snapshots/SOURCE/DATE/… (docs/LAYOUT.md).
                 let mut a = virtual_attr(ino, snap_time(s), subdirs);
                 a.perm = 0o755;
-                if let Some((e, _, _)) = w.entry {
-                    (a.perm, a.acl) = self.perm_and_acl(&e);
+                if let Some((e, _, _)) = &w.entry {
+                    (a.perm, a.acl) = self.perm_and_acl(e);
                     a.uid = e.uid;
                     a.gid = e.gid;
                 }

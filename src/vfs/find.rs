@@ -15,7 +15,7 @@ use crate::points::Selector;
 
 use super::node::{self, child_ident, snap_root_ident, Ident};
 use super::state::State;
-use super::{join, lock, Node, Vfs, VfsError, VfsResult};
+use super::{join, lock, parent_path, Node, Vfs, VfsError, VfsResult};
 
 /// Most directories one search for a handle's path visits; a tree with more below the point
 /// finds the rest only through the memo (its handles were made by this process).
@@ -228,11 +228,11 @@ impl Vfs {
             return Ok(Node::SnapRoot(snap));
         }
         let w = self.walk(st, s, up)?;
-        let (_, parent, index) = w.entry.ok_or(VfsError::Stale)?;
+        let (_, parent, index) = w.entry.as_ref().ok_or(VfsError::Stale)?;
         Ok(Node::Entry {
             snap,
-            parent,
-            index,
+            parent: *parent,
+            index: *index,
             ident: w.ident,
             via: 0,
         })
@@ -244,13 +244,6 @@ fn node_sub(n: &Node) -> &[u8] {
         Node::Point { sub, .. } => sub,
         _ => b"",
     }
-}
-
-/// `a/b` → `a`, `a` → ``.
-fn parent_path(p: &[u8]) -> &[u8] {
-    p.iter()
-        .rposition(|&b| b == b'/')
-        .map_or(&p[..0], |i| &p[..i])
 }
 
 /// The identity of the directory at `path` in `snap`, as listings give it.

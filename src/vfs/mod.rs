@@ -94,6 +94,10 @@ const OPEN_FILES: usize = 256;
 /// Paths of directories below points that were handed out in handles, so a handle finds its
 /// directory again without a search (see [`find`]).
 const PATH_MEMO: usize = 1 << 16;
+/// Directories found by path in a snapshot ([`Vfs::walk`]): every request on a directory
+/// below a point finds it by its path, so this keeps those requests from walking down from
+/// the snapshot's root each time (`nfs-ls -R` of a point: server CPU 1.6 s without it).
+const WALKS: usize = 1 << 16;
 
 fn lru<K: std::hash::Hash + Eq, V>(n: usize) -> Mutex<LruCache<K, V>> {
     Mutex::new(LruCache::new(
@@ -118,6 +122,8 @@ pub struct Vfs {
     /// Directory identities a search did not find in a snapshot, so a client that keeps
     /// using a handle of a removed directory costs one search, not one per call.
     missing: Mutex<LruCache<(Ident, SnapshotId), ()>>,
+    /// See [`WALKS`].
+    walks: Mutex<LruCache<WalkKey, Arc<Walked>>>,
     root: Node,
     prefetch: usize,
     xattrs: bool,
@@ -130,6 +136,13 @@ fn moved(e: &crate::engine::Error) -> bool {
     e.is_not_found() || matches!(e, crate::engine::Error::MissingBlob(_))
 }
 
+/// `a/b` → `a`, `a` → ``.
+fn parent_path(p: &[u8]) -> &[u8] {
+    p.iter()
+        .rposition(|&b| b == b'/')
+        .map_or(&p[..0], |i| &p[..i])
+}
+
 /// `a/b` from `a` and `b` (`b` alone when `a` is empty).
 fn join(a: &[u8], b: &[u8]) -> Vec<u8> {
     let mut p = Vec::with_capacity(a.len() + 1 + b.len());
@@ -140,6 +153,9 @@ fn join(a: &[u8], b: &[u8]) -> Vec<u8> {
     p.extend_from_slice(b);
     p
 }
+
+/// A directory path (`a/b`) in a snapshot.
+type WalkKey = (SnapshotId, Vec<u8>);
 
 /// A directory found by a path inside a snapshot.
 struct Walked {
@@ -162,6 +178,7 @@ impl Vfs {
             open: lru(OPEN_FILES),
             paths: lru(PATH_MEMO),
             missing: lru(4096),
+            walks: lru(WALKS),
             root: Node::Root,
             prefetch: opts.prefetch,
             xattrs: opts.xattrs,
@@ -288,7 +305,12 @@ impl Vfs {
             Node::Point { sel, sub } if !sub.is_empty() => Some(
                 self.point_snapshot(st, sel)
                     .and_then(|s| self.walk(st, s, sub))
-                    .and_then(|w| w.entry.map(|(e, _, _)| e).ok_or(VfsError::NotFound)),
+                    .and_then(|w| {
+                        w.entry
+                            .as_ref()
+                            .map(|(e, _, _)| e.clone())
+                            .ok_or(VfsError::NotFound)
+                    }),
             ),
             _ => None,
         }
@@ -299,28 +321,38 @@ impl Vfs {
         st.view.select(sel).map_err(|_| VfsError::NotFound)
     }
 
-    /// Walk the directory path `sub` inside snapshot `s`.
-    fn walk(&self, st: &State, s: &SnapshotEntry, sub: &[u8]) -> VfsResult<Walked> {
-        let mut w = Walked {
-            tree: s.snapshot.tree,
-            ident: snap_root_ident(&s.id),
-            entry: None,
-        };
-        for c in sub.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
-            let t = self.tree(&st.reader, &w.tree)?;
-            let i = t
-                .entries
-                .binary_search_by(|e| e.name.as_slice().cmp(c))
-                .map_err(|_| VfsError::NotFound)?;
-            let e = t.entries[i].clone();
-            if e.kind != NodeKind::Dir {
-                return Err(VfsError::NotDir);
-            }
-            w.ident = child_ident(&w.ident, c, &s.id, None);
-            let parent = w.tree;
-            w.tree = e.subtree.unwrap_or_default();
-            w.entry = Some((e, parent, i as u32));
+    /// Walk the directory path `sub` (`a/b`, no empty components) inside snapshot `s`. What a
+    /// path is in a snapshot never changes, so walks are remembered ([`WALKS`]); a new one
+    /// starts from its parent's, so every walk is one step.
+    fn walk(&self, st: &State, s: &SnapshotEntry, sub: &[u8]) -> VfsResult<Arc<Walked>> {
+        if sub.is_empty() {
+            return Ok(Arc::new(Walked {
+                tree: s.snapshot.tree,
+                ident: snap_root_ident(&s.id),
+                entry: None,
+            }));
         }
+        let key = (s.id, sub.to_vec());
+        if let Some(w) = lock(&self.walks).get(&key) {
+            return Ok(w.clone());
+        }
+        let up = self.walk(st, s, parent_path(sub))?;
+        let name = sub.rsplit(|&b| b == b'/').next().unwrap_or(sub);
+        let t = self.tree(&st.reader, &up.tree)?;
+        let i = t
+            .entries
+            .binary_search_by(|e| e.name.as_slice().cmp(name))
+            .map_err(|_| VfsError::NotFound)?;
+        let e = t.entries[i].clone();
+        if e.kind != NodeKind::Dir {
+            return Err(VfsError::NotDir);
+        }
+        let w = Arc::new(Walked {
+            tree: e.subtree.unwrap_or_default(),
+            ident: child_ident(&up.ident, name, &s.id, None),
+            entry: Some((e, up.tree, i as u32)),
+        });
+        lock(&self.walks).put(key, w.clone());
         Ok(w)
     }
 
@@ -352,11 +384,11 @@ impl Vfs {
         self.with_state(|st| {
             let s = self.point_snapshot(st, sel)?;
             let w = self.walk(st, s, sub)?;
-            let (_, parent, index) = w.entry.ok_or(VfsError::NotFound)?;
+            let (_, parent, index) = w.entry.as_ref().ok_or(VfsError::NotFound)?;
             Ok(Node::Entry {
                 snap: s.id,
-                parent,
-                index,
+                parent: *parent,
+                index: *index,
                 ident: w.ident,
                 via: via_of_point(sel),
             })
