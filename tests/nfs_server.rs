@@ -162,6 +162,56 @@ impl Rpc {
     }
 }
 
+impl Rpc {
+    /// One READDIRPLUS (or READDIR) page from `cookie` with `verf`: the status, the reply's
+    /// verifier, the last cookie of the page, the names and the size of the reply's body.
+    fn page(
+        &mut self,
+        dir: &[u8],
+        plus: bool,
+        cookie: u64,
+        verf: [u8; 8],
+        count: u32,
+    ) -> (u32, [u8; 8], u64, Vec<String>, usize) {
+        let mut a = Vec::new();
+        put_opaque(&mut a, dir);
+        a.extend_from_slice(&cookie.to_be_bytes());
+        a.extend_from_slice(&verf);
+        put_u32(&mut a, count);
+        if plus {
+            put_u32(&mut a, count);
+        }
+        let r = self.call(100003, if plus { 17 } else { 16 }, 0, 0, &a);
+        let st = r.status();
+        let b = &r.body;
+        if st != 0 {
+            return (st, [0; 8], cookie, Vec::new(), b.len());
+        }
+        let mut pos = 4;
+        if get_u32(b, &mut pos) == 1 {
+            pos += 84;
+        }
+        let v: [u8; 8] = b[pos..pos + 8].try_into().unwrap();
+        pos += 8;
+        let (mut last, mut names) = (cookie, Vec::new());
+        while get_u32(b, &mut pos) == 1 {
+            pos += 8;
+            names.push(String::from_utf8_lossy(&get_opaque(b, &mut pos)).into_owned());
+            last = u64::from_be_bytes(b[pos..pos + 8].try_into().unwrap());
+            pos += 8;
+            if plus {
+                if get_u32(b, &mut pos) == 1 {
+                    pos += 84;
+                }
+                if get_u32(b, &mut pos) == 1 {
+                    get_opaque(b, &mut pos);
+                }
+            }
+        }
+        (st, v, last, names, b.len())
+    }
+}
+
 // ---- tests ------------------------------------------------------------------------------------
 
 /// A repository with a tree of the usual kinds, backed up as source web1 (and db1).
@@ -372,6 +422,21 @@ fn gigabyte_file_and_hundred_thousand_entries() {
         String::from_utf8_lossy(&out.stdout).lines().count(),
         entries
     );
+    // READDIRPLUS of all of it at once (count=0xffffffff) was an 18.8 MB reply: now at most
+    // the advertised maximum, and paging on from there still lists every entry once.
+    let mut rpc = Rpc::connect(srv.port, Some(710));
+    let (st, mut fh) = rpc.mnt(&export, 0);
+    assert_eq!(st, 0);
+    fh = rpc.lookup(&fh, "many", 0).1;
+    let (st, _, _, names, len) = rpc.page(&fh, true, 0, [0; 8], u32::MAX);
+    assert_eq!(st, 0);
+    assert!(len <= 1 << 20, "a {len}-byte READDIRPLUS reply");
+    assert!(
+        names.len() > 1000,
+        "{} entries in the first reply",
+        names.len()
+    );
+    assert_eq!(rpc.list(&fh, true, 1 << 20).len(), entries + 2);
     let copy = t.path().join("disk.copy");
     let started = Instant::now();
     let out = tool(
@@ -626,6 +691,13 @@ fn readdir_pages_list_every_entry_once() {
             assert_eq!(got, want, "plus {plus}, count {count}");
         }
     }
+    // However much a client asks for, a reply is at most the advertised maximum (rtmax).
+    for plus in [false, true] {
+        let (st, _, _, names, len) = rpc.page(&fh, plus, 0, [0; 8], u32::MAX);
+        assert_eq!(st, 0);
+        assert!(!names.is_empty());
+        assert!(len <= 1 << 20, "a {len}-byte reply for count=0xffffffff");
+    }
     // Hard links (two names, one fileid) both appear.
     let (_, mut dir) = rpc.mnt("/hourly.0/web1", 0);
     for c in inside(&src).split('/') {
@@ -633,6 +705,54 @@ fn readdir_pages_list_every_entry_once() {
     }
     let names = rpc.list(&dir, true, 300);
     assert!(names.contains(&"public".to_string()) && names.contains(&"public-link".to_string()));
+}
+
+/// A point directory's listing changes at a rotation: a cookie handed out under the old
+/// listing's verifier gets NFS3ERR_BAD_COOKIE (it could skip or repeat entries), and a fresh
+/// listing lists every entry exactly once.
+#[test]
+fn an_old_cookie_of_a_changed_listing_is_refused() {
+    if !have_client() {
+        return;
+    }
+    let (t, repo, src, _) = setup();
+    let srv = start_server(&repo, &t.path().join("key"), None, t.path());
+    let mut rpc = Rpc::connect(srv.port, Some(709));
+    let (st, mut fh) = rpc.mnt("/hourly.0/web1", 0);
+    assert_eq!(st, 0);
+    for c in inside(&src).split('/').chain(["many"]) {
+        fh = rpc.lookup(&fh, c, 0).1;
+    }
+    let (st, verf, cookie, first, _) = rpc.page(&fh, false, 0, [0; 8], 1024);
+    assert_eq!(st, 0);
+    assert!(cookie > 2 && !first.is_empty(), "a first page: {first:?}");
+    assert_ne!(verf, [0; 8], "a real verifier");
+    // The next page under the same verifier goes on where the first stopped.
+    let (st, same, _, next, _) = rpc.page(&fh, false, cookie, verf, 1024);
+    assert_eq!((st, same), (0, verf));
+    assert!(next.iter().all(|n| !first.contains(n)));
+
+    fs::write(src.join("many/added"), "new").unwrap();
+    backup(&repo, "web1", &src);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (st, ..) = rpc.page(&fh, false, cookie, verf, 1024);
+        if st == 10003 {
+            break; // NFS3ERR_BAD_COOKIE
+        }
+        assert_eq!(st, 0);
+        assert!(
+            Instant::now() < deadline,
+            "an old cookie of the changed listing is still accepted"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut got = rpc.list(&fh, true, 700);
+    got.sort();
+    let mut want: Vec<String> = (0..1000).map(|i| format!("f{i:04}")).collect();
+    want.extend([".".to_string(), "..".to_string(), "added".to_string()]);
+    want.sort();
+    assert_eq!(got, want, "a fresh listing lists every entry once");
 }
 
 #[test]

@@ -3,7 +3,7 @@
 use nfsserve::nfs::{nfsstat3, post_op_attr, post_op_fh3};
 
 use super::attr::{fattr, permitted};
-use super::dispatch::{stat_of, Caller, Service};
+use super::dispatch::{stat_of, Caller, Service, RTMAX};
 use super::xdr::{opaque_len, Garbage, Reader, Writer};
 use crate::engine::format::tree::NodeKind;
 
@@ -21,11 +21,14 @@ impl Service {
         let start = w.buf.len();
         let t = self.target(r, caller)?;
         let cookie = r.u64()?;
-        let _verf = r.fixed(8)?;
+        let verf: [u8; 8] = r.fixed(8)?.try_into().map_err(|_| Garbage)?;
+        // A reply is never bigger than the advertised maximum transfer (FSINFO rtmax), however
+        // much the client asks for: one READDIRPLUS was 18.8 MB for count=0xffffffff.
+        let cap = |n: u32| (n as usize).min(RTMAX as usize);
         let (dircount, maxcount) = if plus {
-            (r.u32()? as usize, r.u32()? as usize)
+            (cap(r.u32()?), cap(r.u32()?))
         } else {
-            let c = r.u32()? as usize;
+            let c = cap(r.u32()?);
             (c, c)
         };
         let res = t.and_then(|t| {
@@ -46,14 +49,19 @@ impl Service {
                 return Ok(());
             }
         };
-        if cookie > dir.end_cookie() {
+        // A cookie is a position in the listing the verifier names (`Dir::verifier`): once the
+        // listing changed (a point directory at a rotation), an old cookie could skip or repeat
+        // entries, so it is refused and the client starts again. A zero verifier asks for no
+        // check (RFC 1813 lets a server ignore it, and clients send zeros with cookie 0).
+        let stale_verf = cookie != 0 && verf != [0; 8] && verf != dir.verifier();
+        if cookie > dir.end_cookie() || stale_verf {
             w.item(&nfsstat3::NFS3ERR_BAD_COOKIE)
                 .item(&post_op_attr::attributes(fattr(&a)));
             return Ok(());
         }
         w.item(&nfsstat3::NFS3_OK)
             .item(&post_op_attr::attributes(fattr(&a)))
-            .fixed(&[0u8; 8]);
+            .fixed(&dir.verifier());
         // Reply so far (RPC header included), plus the final "no more entries" and eof words,
         // plus record marking.
         let mut size = w.buf.len() + 8 + 4;

@@ -9,7 +9,7 @@ pub const MAX_RECORD: usize = 2 << 20;
 /// The caller's credentials as sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Cred {
-    /// AUTH_NONE (or anything we do not know), treated as the anonymous user.
+    /// AUTH_NONE, treated as the anonymous user.
     None,
     /// AUTH_SYS.
     Sys { uid: u32, gid: u32, gids: Vec<u32> },
@@ -81,7 +81,9 @@ pub fn parse_call(record: &[u8]) -> Result<Call<'_>, BadCall> {
     let cred = match flavor {
         AUTH_SYS => parse_auth_sys(body).map_err(|_| BadCall::BadCred(xid))?,
         AUTH_NONE => Cred::None,
-        _ => Cred::None,
+        // RFC 5531: a flavor the server does not support is an authentication error, not a
+        // way in as the anonymous user (Linux's server answers the same).
+        _ => return Err(BadCall::BadCred(xid)),
     };
     Ok(Call {
         xid,
@@ -175,6 +177,18 @@ mod tests {
             }
         );
         assert_eq!(c.args, &9u32.to_be_bytes());
+    }
+
+    #[test]
+    fn unknown_flavors_are_refused() {
+        // AUTH_DH (3), RPCSEC_GSS (6), anything else: AUTH_ERROR, never anonymous.
+        for flavor in [2u32, 3, 6, 390003, u32::MAX] {
+            assert!(
+                matches!(parse_call(&call(flavor, b"")), Err(BadCall::BadCred(42))),
+                "flavor {flavor}"
+            );
+        }
+        assert!(parse_call(&call(AUTH_NONE, b"")).is_ok());
     }
 
     proptest! {

@@ -109,6 +109,29 @@ impl Dir {
         }
     }
 
+    /// Names this listing as it is: it changes when the entries do (a tree listing is its
+    /// tree's id, which hashes the entries; a virtual one hashes its names and nodes), so a
+    /// cookie handed out with another verifier is a position in another listing. Never zero.
+    pub fn verifier(&self) -> [u8; 8] {
+        let mut v = [0u8; 8];
+        match &self.listing {
+            Listing::Tree { tree_id, .. } => v.copy_from_slice(&tree_id.0[..8]),
+            Listing::Virtual(items) => {
+                let mut h = blake3::Hasher::new();
+                for (name, node) in items {
+                    h.update(&(name.len() as u64).to_le_bytes());
+                    h.update(name);
+                    h.update(&node.ident());
+                }
+                v.copy_from_slice(&h.finalize().as_bytes()[..8]);
+            }
+        }
+        if v == [0; 8] {
+            v[7] = 1;
+        }
+        v
+    }
+
     /// The cookie just past the last entry; a larger one was never handed out.
     pub fn end_cookie(&self) -> u64 {
         self.len() as u64 + 2
