@@ -755,6 +755,39 @@ fn an_old_cookie_of_a_changed_listing_is_refused() {
     assert_eq!(got, want, "a fresh listing lists every entry once");
 }
 
+/// Versions other than NFS 3 and MOUNT 3 get PROG_MISMATCH with the supported range (so a
+/// client that tries 4 first falls back to 3), and credentials of a flavor the server does not
+/// know get an authentication error (RFC 5531), never the anonymous user's access.
+#[test]
+fn other_versions_and_auth_flavors_are_refused_as_rfc_5531_says() {
+    if !have_client() {
+        return;
+    }
+    let (t, repo, _, _) = setup();
+    let srv = start_server(&repo, &t.path().join("key"), None, t.path());
+    let mut rpc = Rpc::connect(srv.port, Some(711));
+    const PROG_MISMATCH: u32 = 2;
+    for (prog, vers) in [(100003, 2), (100003, 4), (100005, 1), (100005, 2)] {
+        let r = rpc.0.call_as(prog, vers, 0, 0, &[], &[]);
+        assert_eq!(r.stat, PROG_MISMATCH, "program {prog} version {vers}");
+        let mut pos = 0;
+        let range = (get_u32(&r.body, &mut pos), get_u32(&r.body, &mut pos));
+        assert_eq!(range, (3, 3), "program {prog} version {vers}");
+    }
+    // The version the server has, with AUTH_NONE: served.
+    assert_eq!(rpc.0.call_as(100003, 3, 0, 0, &[], &[]).stat, 0);
+    // AUTH_DH (3), RPCSEC_GSS (6): MSG_DENIED, AUTH_ERROR, AUTH_BADCRED (the client's stat
+    // 100 + 1); also for MNT, which would hand out a handle.
+    let mut path = Vec::new();
+    put_opaque(&mut path, b"/hourly.0/web1");
+    for flavor in [3u32, 6] {
+        let r = rpc.0.call_as(100005, 3, 1, flavor, b"\0\0\0\0", &path);
+        assert_eq!(r.stat, 101, "flavor {flavor}");
+    }
+    // The connection still serves.
+    assert_eq!(rpc.mnt("/hourly.0/web1", 0).0, 0);
+}
+
 #[test]
 fn garbage_on_the_wire_does_not_hurt_other_clients() {
     if !have_client() {

@@ -172,19 +172,32 @@ pub mod xdr {
         /// One call with AUTH_SYS credentials `uid`:`gid`; a denied call gives stat
         /// 100 + its auth_stat.
         pub fn call(&mut self, prog: u32, proc_: u32, uid: u32, gid: u32, args: &[u8]) -> Reply {
-            use std::io::{Read, Write};
-            self.xid += 1;
-            let mut m = Vec::new();
-            for v in [self.xid, 0, 2, prog, 3, proc_, 1] {
-                put_u32(&mut m, v);
-            }
             let mut cred = Vec::new();
             put_u32(&mut cred, 0);
             put_opaque(&mut cred, b"test");
             put_u32(&mut cred, uid);
             put_u32(&mut cred, gid);
             put_u32(&mut cred, 0);
-            put_opaque(&mut m, &cred);
+            self.call_as(prog, 3, proc_, 1, &cred, args)
+        }
+
+        /// One call of version `vers` with credentials of `flavor` (body `cred`).
+        pub fn call_as(
+            &mut self,
+            prog: u32,
+            vers: u32,
+            proc_: u32,
+            flavor: u32,
+            cred: &[u8],
+            args: &[u8],
+        ) -> Reply {
+            use std::io::{Read, Write};
+            self.xid += 1;
+            let mut m = Vec::new();
+            for v in [self.xid, 0, 2, prog, vers, proc_, flavor] {
+                put_u32(&mut m, v);
+            }
+            put_opaque(&mut m, cred);
             put_u32(&mut m, 0);
             put_u32(&mut m, 0);
             m.extend_from_slice(args);
