@@ -1705,7 +1705,7 @@ fn damaged_packs_are_named_and_never_give_a_wrong_byte() {
                     (p, s, e)
                 };
                 let range = damage(&pack_path(&work, &pack), start, end, how, &mut rng);
-                let bad = o.blobs_in(&pack, range);
+                let mut bad = o.blobs_in(&pack, range);
                 let when = format!(
                     "{how:?} in a {what} of pack {} at {range:?}, trial {trial}",
                     &pack[..8]
@@ -1717,22 +1717,42 @@ fn damaged_packs_are_named_and_never_give_a_wrong_byte() {
                 }
                 // What check must name: the pack when its trailer is hit; else the topmost
                 // damaged directory or file of each snapshot.
-                let mut needles = Vec::new();
-                if what == "pack trailer" || how == Damage::Truncate {
-                    needles.push(pack[..16].to_string());
-                }
-                for d in &o.dirs {
-                    if bad.contains(&d.tree) && !d.above.iter().any(|b| bad.contains(b)) {
-                        needles.push(format!("snapshot {}", &d.snap[..8]));
-                        needles.push(format!("directory /{}", d.rel));
+                let needles_for = |bad: &BTreeSet<BlobId>| {
+                    let mut needles = Vec::new();
+                    if what == "pack trailer" || how == Damage::Truncate {
+                        needles.push(pack[..16].to_string());
                     }
-                }
-                for f in &o.files {
-                    if f.chunks.iter().any(|b| bad.contains(b))
-                        && !f.trees.iter().any(|b| bad.contains(b))
+                    for d in &o.dirs {
+                        if bad.contains(&d.tree) && !d.above.iter().any(|b| bad.contains(b)) {
+                            needles.push(format!("snapshot {}", &d.snap[..8]));
+                            needles.push(format!("directory /{}", d.rel));
+                        }
+                    }
+                    for f in &o.files {
+                        if f.chunks.iter().any(|b| bad.contains(b))
+                            && !f.trees.iter().any(|b| bad.contains(b))
+                        {
+                            needles.push(format!("snapshot {}", &f.snap[..8]));
+                            needles.push(format!("file /{}", f.rel));
+                        }
+                    }
+                    needles
+                };
+                let mut needles = needles_for(&bad);
+                // A flipped or zeroed byte that zstd does not use (rare: seen once in a tree
+                // blob) leaves every blob decoding to its content, which its id vouches for:
+                // then check names only the pack (its bytes no longer match its name), and
+                // every file must still read back exactly (the reads below check that).
+                if how != Damage::Truncate && what != "pack trailer" {
+                    let out = run(&work, ["check", "--read-data"]);
+                    let report = format!("{}{}", out.text(), out.stderr);
+                    if !needles.iter().all(|n| report.contains(n.as_str()))
+                        && report.contains(&pack[..16])
                     {
-                        needles.push(format!("snapshot {}", &f.snap[..8]));
-                        needles.push(format!("file /{}", f.rel));
+                        eprintln!("{when}: the damaged bytes left every blob readable");
+                        bad.clear();
+                        needles = needles_for(&bad);
+                        needles.push(pack[..16].to_string());
                     }
                 }
                 assert_check_names(&work, &needles, &when);
