@@ -123,38 +123,11 @@ impl Rpc {
         let mut names = Vec::new();
         let mut cookie = 0u64;
         for _ in 0..100_000 {
-            let mut a = Vec::new();
-            put_opaque(&mut a, dir);
-            a.extend_from_slice(&cookie.to_be_bytes());
-            a.extend_from_slice(&[0u8; 8]);
-            put_u32(&mut a, count);
-            if plus {
-                put_u32(&mut a, count * 4);
-            }
-            let r = self.call(100003, if plus { 17 } else { 16 }, 0, 0, &a);
-            assert_eq!(r.status(), 0, "readdir page");
-            let b = &r.body;
-            let mut pos = 4;
-            if get_u32(b, &mut pos) == 1 {
-                pos += 84; // dir attributes
-            }
-            pos += 8; // cookieverf
-            while get_u32(b, &mut pos) == 1 {
-                pos += 8; // fileid
-                let name = get_opaque(b, &mut pos);
-                cookie = u64::from_be_bytes(b[pos..pos + 8].try_into().unwrap());
-                pos += 8;
-                if plus {
-                    if get_u32(b, &mut pos) == 1 {
-                        pos += 84;
-                    }
-                    if get_u32(b, &mut pos) == 1 {
-                        get_opaque(b, &mut pos);
-                    }
-                }
-                names.push(String::from_utf8_lossy(&name).into_owned());
-            }
-            if get_u32(b, &mut pos) == 1 {
+            let p = self.page(dir, plus, cookie, [0; 8], count, count * 4);
+            assert_eq!(p.status, 0, "readdir page");
+            names.extend(p.names);
+            cookie = p.last;
+            if p.eof {
                 return names;
             }
         }
@@ -162,42 +135,62 @@ impl Rpc {
     }
 }
 
+/// One READDIR(PLUS) reply, taken apart.
+struct Page {
+    status: u32,
+    verf: [u8; 8],
+    /// The cookie of the last entry (the one sent when there is none).
+    last: u64,
+    names: Vec<String>,
+    eof: bool,
+    /// The size of the reply's body.
+    len: usize,
+}
+
 impl Rpc {
-    /// One READDIRPLUS (or READDIR) page from `cookie` with `verf`: the status, the reply's
-    /// verifier, the last cookie of the page, the names and the size of the reply's body.
+    /// One READDIRPLUS (or READDIR, which sends only `dircount`) page from `cookie` with
+    /// `verf`.
     fn page(
         &mut self,
         dir: &[u8],
         plus: bool,
         cookie: u64,
         verf: [u8; 8],
-        count: u32,
-    ) -> (u32, [u8; 8], u64, Vec<String>, usize) {
+        dircount: u32,
+        maxcount: u32,
+    ) -> Page {
         let mut a = Vec::new();
         put_opaque(&mut a, dir);
         a.extend_from_slice(&cookie.to_be_bytes());
         a.extend_from_slice(&verf);
-        put_u32(&mut a, count);
+        put_u32(&mut a, dircount);
         if plus {
-            put_u32(&mut a, count);
+            put_u32(&mut a, maxcount);
         }
         let r = self.call(100003, if plus { 17 } else { 16 }, 0, 0, &a);
-        let st = r.status();
         let b = &r.body;
-        if st != 0 {
-            return (st, [0; 8], cookie, Vec::new(), b.len());
+        let mut page = Page {
+            status: r.status(),
+            verf: [0; 8],
+            last: cookie,
+            names: Vec::new(),
+            eof: false,
+            len: b.len(),
+        };
+        if page.status != 0 {
+            return page;
         }
         let mut pos = 4;
         if get_u32(b, &mut pos) == 1 {
-            pos += 84;
+            pos += 84; // dir attributes
         }
-        let v: [u8; 8] = b[pos..pos + 8].try_into().unwrap();
+        page.verf = b[pos..pos + 8].try_into().unwrap();
         pos += 8;
-        let (mut last, mut names) = (cookie, Vec::new());
         while get_u32(b, &mut pos) == 1 {
-            pos += 8;
-            names.push(String::from_utf8_lossy(&get_opaque(b, &mut pos)).into_owned());
-            last = u64::from_be_bytes(b[pos..pos + 8].try_into().unwrap());
+            pos += 8; // fileid
+            page.names
+                .push(String::from_utf8_lossy(&get_opaque(b, &mut pos)).into_owned());
+            page.last = u64::from_be_bytes(b[pos..pos + 8].try_into().unwrap());
             pos += 8;
             if plus {
                 if get_u32(b, &mut pos) == 1 {
@@ -208,7 +201,18 @@ impl Rpc {
                 }
             }
         }
-        (st, v, last, names, b.len())
+        page.eof = get_u32(b, &mut pos) == 1;
+        page
+    }
+
+    /// The handle of `many` in web1's hourly.0 (1000 files), mounted as root.
+    fn many(&mut self, src: &Path) -> Vec<u8> {
+        let (st, mut fh) = self.mnt("/hourly.0/web1", 0);
+        assert_eq!(st, 0);
+        for c in inside(src).split('/').chain(["many"]) {
+            fh = self.lookup(&fh, c, 0).1;
+        }
+        fh
     }
 }
 
@@ -428,13 +432,13 @@ fn gigabyte_file_and_hundred_thousand_entries() {
     let (st, mut fh) = rpc.mnt(&export, 0);
     assert_eq!(st, 0);
     fh = rpc.lookup(&fh, "many", 0).1;
-    let (st, _, _, names, len) = rpc.page(&fh, true, 0, [0; 8], u32::MAX);
-    assert_eq!(st, 0);
-    assert!(len <= 1 << 20, "a {len}-byte READDIRPLUS reply");
+    let p = rpc.page(&fh, true, 0, [0; 8], u32::MAX, u32::MAX);
+    assert_eq!(p.status, 0);
+    assert!(p.len <= 1 << 20, "a {}-byte READDIRPLUS reply", p.len);
     assert!(
-        names.len() > 1000,
+        p.names.len() > 1000,
         "{} entries in the first reply",
-        names.len()
+        p.names.len()
     );
     assert_eq!(rpc.list(&fh, true, 1 << 20).len(), entries + 2);
     let copy = t.path().join("disk.copy");
@@ -675,11 +679,7 @@ fn readdir_pages_list_every_entry_once() {
     let (t, repo, src, _) = setup();
     let srv = start_server(&repo, &t.path().join("key"), None, t.path());
     let mut rpc = Rpc::connect(srv.port, Some(708));
-    let (st, mut fh) = rpc.mnt("/hourly.0/web1", 0);
-    assert_eq!(st, 0);
-    for c in inside(&src).split('/').chain(["many"]) {
-        fh = rpc.lookup(&fh, c, 0).1;
-    }
+    let fh = rpc.many(&src);
     let mut want: Vec<String> = (0..1000).map(|i| format!("f{i:04}")).collect();
     want.push(".".into());
     want.push("..".into());
@@ -693,10 +693,14 @@ fn readdir_pages_list_every_entry_once() {
     }
     // However much a client asks for, a reply is at most the advertised maximum (rtmax).
     for plus in [false, true] {
-        let (st, _, _, names, len) = rpc.page(&fh, plus, 0, [0; 8], u32::MAX);
-        assert_eq!(st, 0);
-        assert!(!names.is_empty());
-        assert!(len <= 1 << 20, "a {len}-byte reply for count=0xffffffff");
+        let p = rpc.page(&fh, plus, 0, [0; 8], u32::MAX, u32::MAX);
+        assert_eq!(p.status, 0);
+        assert!(!p.names.is_empty());
+        assert!(
+            p.len <= 1 << 20,
+            "a {}-byte reply for count=0xffffffff",
+            p.len
+        );
     }
     // Hard links (two names, one fileid) both appear.
     let (_, mut dir) = rpc.mnt("/hourly.0/web1", 0);
@@ -718,25 +722,22 @@ fn an_old_cookie_of_a_changed_listing_is_refused() {
     let (t, repo, src, _) = setup();
     let srv = start_server(&repo, &t.path().join("key"), None, t.path());
     let mut rpc = Rpc::connect(srv.port, Some(709));
-    let (st, mut fh) = rpc.mnt("/hourly.0/web1", 0);
-    assert_eq!(st, 0);
-    for c in inside(&src).split('/').chain(["many"]) {
-        fh = rpc.lookup(&fh, c, 0).1;
-    }
-    let (st, verf, cookie, first, _) = rpc.page(&fh, false, 0, [0; 8], 1024);
-    assert_eq!(st, 0);
+    let fh = rpc.many(&src);
+    let p = rpc.page(&fh, false, 0, [0; 8], 1024, 1024);
+    let (verf, cookie, first) = (p.verf, p.last, p.names);
+    assert_eq!(p.status, 0);
     assert!(cookie > 2 && !first.is_empty(), "a first page: {first:?}");
     assert_ne!(verf, [0; 8], "a real verifier");
     // The next page under the same verifier goes on where the first stopped.
-    let (st, same, _, next, _) = rpc.page(&fh, false, cookie, verf, 1024);
-    assert_eq!((st, same), (0, verf));
-    assert!(next.iter().all(|n| !first.contains(n)));
+    let next = rpc.page(&fh, false, cookie, verf, 1024, 1024);
+    assert_eq!((next.status, next.verf), (0, verf));
+    assert!(next.names.iter().all(|n| !first.contains(n)));
 
     fs::write(src.join("many/added"), "new").unwrap();
     backup(&repo, "web1", &src);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let (st, ..) = rpc.page(&fh, false, cookie, verf, 1024);
+        let st = rpc.page(&fh, false, cookie, verf, 1024, 1024).status;
         if st == 10003 {
             break; // NFS3ERR_BAD_COOKIE
         }
