@@ -68,8 +68,7 @@ impl Service {
     /// climbs out of its export.
     pub(super) fn parent_within(&self, tag: &ExportTag, node: &Node) -> Result<Node, nfsstat3> {
         let export = self.exports.by_tag(tag).ok_or(nfsstat3::NFS3ERR_STALE)?;
-        let parent = self.vfs.parent(node).map_err(|e| stat_of(&e))?;
-        let path = self.vfs.path_of(&parent).map_err(|e| stat_of(&e))?;
+        let (parent, path) = self.vfs.parent(node).map_err(|e| stat_of(&e))?;
         Ok(match std::str::from_utf8(&path) {
             Ok(p) if export.covers(p) => parent,
             _ => node.clone(),

@@ -53,7 +53,8 @@ impl Service {
         // listing changed (a point directory at a rotation), an old cookie could skip or repeat
         // entries, so it is refused and the client starts again. A zero verifier asks for no
         // check (RFC 1813 lets a server ignore it, and clients send zeros with cookie 0).
-        let stale_verf = cookie != 0 && verf != [0; 8] && verf != dir.verifier();
+        let current = dir.verifier();
+        let stale_verf = cookie != 0 && verf != [0; 8] && verf != current;
         if cookie > dir.end_cookie() || stale_verf {
             w.item(&nfsstat3::NFS3ERR_BAD_COOKIE)
                 .item(&post_op_attr::attributes(fattr(&a)));
@@ -61,7 +62,7 @@ impl Service {
         }
         w.item(&nfsstat3::NFS3_OK)
             .item(&post_op_attr::attributes(fattr(&a)))
-            .fixed(&dir.verifier());
+            .fixed(&current);
         // Reply so far (RPC header included), plus the final "no more entries" and eof words,
         // plus record marking.
         let mut size = w.buf.len() + 8 + 4;

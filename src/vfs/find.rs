@@ -134,43 +134,28 @@ impl Vfs {
         Ok(None)
     }
 
-    /// The parent directory of a directory node (the root is its own parent). Nodes pinned
-    /// through a point (FUSE's, see [`Vfs::pin`]) have none here: the kernel keeps their
-    /// parents itself.
-    pub fn parent(&self, node: &Node) -> VfsResult<Node> {
-        let st = self.state();
-        match node {
-            Node::Root | Node::Level(_) | Node::Latest | Node::Snapshots => Ok(Node::Root),
-            Node::SourceDates(_) => Ok(Node::Snapshots),
-            Node::Point { sel, sub } if sub.is_empty() => Ok(match sel {
-                Selector::Point { point, .. } => Node::Level(point.clone()),
-                Selector::Latest { .. } => Node::Latest,
-                _ => Node::Root,
-            }),
-            Node::Point { sel, sub } => Ok(Node::Point {
-                sel: sel.clone(),
-                sub: parent_path(sub).to_vec(),
-            }),
-            Node::SnapRoot(id) => st
-                .snapshot(id)
-                .map(|s| Node::SourceDates(s.snapshot.source.clone()))
-                .ok_or(VfsError::Stale),
-            Node::Entry {
-                snap,
-                parent,
-                index,
-                ident,
-                via,
-            } => {
-                if self.entry(&st, snap, parent, *index)?.kind != NodeKind::Dir {
-                    return Err(VfsError::NotDir);
-                }
-                if *via != 0 {
-                    return Err(VfsError::Invalid);
-                }
-                self.entry_parent(&st, *snap, *ident)
+    /// The parent directory of a directory node, and its path in the view (the root is its
+    /// own parent): the node's path without its last name, found by the one resolver. Nodes
+    /// pinned through a point (FUSE's, see [`Vfs::pin`]) have none here: the kernel keeps
+    /// their parents itself.
+    pub fn parent(&self, node: &Node) -> VfsResult<(Node, Vec<u8>)> {
+        if let Node::Entry {
+            snap,
+            parent,
+            index,
+            ..
+        } = node
+        {
+            if self.entry(&self.state(), snap, parent, *index)?.kind != NodeKind::Dir {
+                return Err(VfsError::NotDir);
             }
         }
+        let path = self.path_of(node)?;
+        let up = match parent_path(&path) {
+            b"" => b"/".to_vec(),
+            p => p.to_vec(),
+        };
+        Ok((self.resolve(&up)?, up))
     }
 
     /// The path of the directory with identity `ident` in snapshot `snap` (found by a
@@ -216,25 +201,6 @@ impl Vfs {
                 let path = self.entry_path(&st, *snap, *ident)?;
                 join(&dated(snap)?, &path)
             }
-        })
-    }
-
-    /// The parent of the directory with identity `ident` in snapshot `snap`.
-    fn entry_parent(&self, st: &State, snap: SnapshotId, ident: Ident) -> VfsResult<Node> {
-        let path = self.entry_path(st, snap, ident)?;
-        let s = st.snapshot(&snap).ok_or(VfsError::Stale)?;
-        let up = parent_path(&path);
-        if up.is_empty() {
-            return Ok(Node::SnapRoot(snap));
-        }
-        let w = self.walk(st, s, up)?;
-        let (_, parent, index) = w.entry.as_ref().ok_or(VfsError::Stale)?;
-        Ok(Node::Entry {
-            snap,
-            parent: *parent,
-            index: *index,
-            ident: w.ident,
-            via: 0,
         })
     }
 }
