@@ -41,6 +41,6 @@ pub use restore::{
     RestoreProgress, RestoreReport,
 };
 pub use store::{
-    init_url, open_url, Backend, BlobReader, Kind, LocalDir, MemoryBackend, MemoryStore,
-    Repository, StoreError, StoreErrorKind,
+    open_url, Backend, BlobReader, Kind, LocalDir, MemoryBackend, MemoryStore, Repository,
+    StoreError, StoreErrorKind,
 };

@@ -19,4 +19,4 @@ pub use error::{StoreError, StoreErrorKind, StoreResult};
 pub use local::LocalDir;
 pub use memory::{MemoryBackend, MemoryStore};
 pub use repo::{BlobReader, Repository};
-pub use url::{init_url, open_url};
+pub use url::open_url;

@@ -71,16 +71,6 @@ impl Repository {
         })
     }
 
-    /// Open the repository at a location (see [`super::open_url`]).
-    pub fn open_url(url: &str) -> Result<Self> {
-        Self::open(super::open_url(url)?)
-    }
-
-    /// Create a new repository at a location (see [`super::init_url`]).
-    pub fn init_url(url: &str, config: RepoConfig) -> Result<Self> {
-        Self::init(super::init_url(url)?, config)
-    }
-
     /// The validated config.
     pub fn config(&self) -> &RepoConfig {
         &self.config

@@ -53,9 +53,9 @@ fn parse(url: &str) -> Result<Location> {
     Ok(Location::Local(PathBuf::from(url)))
 }
 
-/// The backend of an existing repository's location: a path (absolute or relative) or
-/// `file:///path` opens a [`LocalDir`]; `ssh://…`, `user@host:/path` and `s3://…` are
-/// recognised and refused with [`Error::Invalid`] (no such backend yet).
+/// The backend of a repository's location (for `init` as for `open`): a path (absolute or
+/// relative) or `file:///path` opens a [`LocalDir`]; `ssh://…`, `user@host:/path` and `s3://…`
+/// are recognised and refused with [`Error::Invalid`] (no such backend yet).
 pub fn open_url(url: &str) -> Result<Arc<dyn Backend>> {
     match parse(url)? {
         Location::Local(p) => Ok(Arc::new(LocalDir::new(p))),
@@ -64,12 +64,6 @@ pub fn open_url(url: &str) -> Result<Arc<dyn Backend>> {
              or file:///path)"
         ))),
     }
-}
-
-/// The backend for a new repository at `url` (the same locations as [`open_url`]; the
-/// repository is created by `Repository::init`).
-pub fn init_url(url: &str) -> Result<Arc<dyn Backend>> {
-    open_url(url)
 }
 
 #[cfg(test)]
